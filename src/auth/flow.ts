@@ -104,6 +104,8 @@ export class AuthFlow {
   private chosenGroup: FormOption | undefined;
   private groupRestarted = false;
   private errorRetried = false;
+  /** Names of password fields already answered in an earlier round. */
+  private readonly answeredSecretFields = new Set<string>();
   private certificateRetried = false;
   private clientCertFailSent = false;
   private opaqueRaw: string | undefined;
@@ -180,6 +182,10 @@ export class AuthFlow {
   }
 
   private async answerForm(form: AuthForm): Promise<AuthStep> {
+    // ocserv 1.1 reports a wrong password not with <error> but by asking for the same password
+    // field again, with "Login failed." in <message>. A secret field asked for twice is that.
+    const asksAgain = form.inputs.some((input) => input.type === 'password' && this.answeredSecretFields.has(input.name));
+    if (asksAgain && form.error === undefined) form = { ...form, error: firstLine(form.message) ?? 'the headend asked for the same password again' };
     const retryAfterError = form.error !== undefined;
     if (retryAfterError) {
       // One retry lets a user who mistyped try again. A second error means the answers are wrong.
@@ -225,6 +231,7 @@ export class AuthFlow {
       retryAfterError,
     });
     this.log?.debug({ formId: form.id, fields: fields.map(([name]) => name) }, 'answering form');
+    for (const input of form.inputs) if (input.type === 'password') this.answeredSecretFields.add(input.name);
 
     const body = buildAuthReplyXml({
       posture: this.options.posture,
@@ -372,7 +379,7 @@ export class AuthFlow {
     const forUser = username === undefined ? '' : ` for user ${JSON.stringify(username)}`;
     return new AcvpnError(
       'AUTH_REJECTED',
-      `the headend rejected the credentials${forUser}: ${form.error ?? 'no reason given'}; check the user name and password`,
+      `the headend rejected the credentials${forUser}: ${(form.error ?? 'no reason given').replace(/\.$/, '')}; check the user name and password`,
       { formId: form.id },
     );
   }
@@ -430,4 +437,9 @@ function nonEmpty(value: string | undefined): string | undefined {
 function describeFormText(form: AuthForm): string {
   const text = form.error ?? form.message ?? form.title;
   return text === undefined ? '' : ` (${JSON.stringify(text)})`;
+}
+
+function firstLine(text: string | undefined): string | undefined {
+  const line = text?.split('\n')[0]?.trim();
+  return line === undefined || line === '' ? undefined : line;
 }

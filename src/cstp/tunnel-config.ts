@@ -67,7 +67,7 @@ export interface TunnelConfig {
     mtu?: number;
   };
 
-  /** Every X-CSTP-* and X-DTLS-* header as received ([name, value] in order), for scripts. */
+  /** The X-CSTP-* and X-DTLS-* headers as received ([name, value] in order), for scripts; X-CSTP-Post-Auth-XML is left out because it contains the cookie. */
   rawHeaders: Array<[string, string]>;
   /** Warnings produced while parsing (bad routes skipped, host bits cleared), for the log. */
   warnings: string[];

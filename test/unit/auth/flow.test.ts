@@ -65,6 +65,7 @@ function expectedHeaders(padLength: number, cookie?: string): Array<[string, str
 const usernameForm = readHttpVector('ocserv-1.1.6/01-username-form.http');
 const passwordForm = readHttpVector('ocserv-1.1.6/02-password-form.http');
 const ocservComplete = readHttpVector('ocserv-1.1.6/03-complete.http');
+const loginFailedForm = readHttpVector('ocserv-1.1.6/04-login-failed-form.http');
 
 beforeEach(() => {
   clearSecretsForTest();
@@ -100,6 +101,27 @@ describe('AuthFlow against ocserv 1.1.6 responses', () => {
     expect(done.banner).toBe('rig test headend (ocserv)');
     expect(done.bannerLines).toEqual(['rig test headend (ocserv)']);
     expect(done.group).toBeUndefined();
+  });
+
+  it('rejects when ocserv asks for the password again', async () => {
+    const flow = makeFlow('https://vpn.rig.test', sources({ username: 'alice', secretLines: ['wrong'] }));
+    flow.firstRequest();
+    await flow.next(usernameForm);
+    await flow.next(passwordForm);
+    const error = await expectError(flow.next(loginFailedForm));
+    expect(error.code).toBe('AUTH_REJECTED');
+    expect(error.message).toMatch(/rejected the credentials for user "alice": Login failed\b/);
+    expect(error.message).not.toContain('wrong');
+  });
+
+  it('retries a re-asked password with the next stdin line', async () => {
+    const flow = makeFlow('https://vpn.rig.test', sources({ username: 'alice', secretLines: ['typo', 'right'] }));
+    flow.firstRequest();
+    await flow.next(usernameForm);
+    await flow.next(passwordForm);
+    const retry = expectRequest(await flow.next(loginFailedForm));
+    expect(retry.request.body).toContain('<password>right</password>');
+    expect((await expectError(flow.next(loginFailedForm))).code).toBe('AUTH_REJECTED');
   });
 
   it('never sends X-Support-HTTP-Auth or Host', async () => {
@@ -540,7 +562,7 @@ describe('AuthFlow failures', () => {
     expect(retry.request.body).toContain('<password>wrong-2</password>');
     const error = await expectError(flow.next(errorForm));
     expect(error.code).toBe('AUTH_REJECTED');
-    expect(error.message).toContain('for user "alice": Login failed.');
+    expect(error.message).toContain('for user "alice": Login failed');
   });
 
   it('does not resend a fixed password after a form error', async () => {
