@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// The acvpn command: parses arguments, checks the host, collects the values for the login form,
+// runs one session in the foreground and turns its outcome into an exit code.
+
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AcvpnError, ExitCode, toAcvpnError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import { redactText, registerSecret } from '../core/redact.js';
+import type { AnswerSources } from '../auth/flow.js';
+import { buildPosture, persistentRandomId, readHostFacts } from '../posture/collect.js';
+import { Session } from '../session/session.js';
+import { parseCommandLine, usageText, type ConnectOptions } from './args.js';
+import { promptOnTerminal } from './prompt.js';
+import { readStdinLines } from './stdin.js';
+
+const packageVersion = readPackageVersion();
+
+async function main(argv: string[]): Promise<number> {
+  let command;
+  try {
+    command = parseCommandLine(argv, process.env);
+  } catch (error) {
+    return reportEarlyError(error);
+  }
+
+  switch (command.command) {
+    case 'help':
+      process.stdout.write(usageText);
+      return ExitCode.ok;
+    case 'version':
+      process.stdout.write(`acvpn ${packageVersion}\n`);
+      return ExitCode.ok;
+    case 'connect':
+      return connect(command);
+  }
+}
+
+async function connect(options: ConnectOptions): Promise<number> {
+  const log = createLogger({ level: options.logLevel, json: options.jsonLogs });
+  try {
+    checkEnvironment();
+    const extraCaPem = options.caFile === undefined ? undefined : await readCaFile(options.caFile);
+    const answers = await gatherAnswers(options);
+    const posture = buildPosture(packageVersion, readHostFacts(), options.posture, () => persistentRandomId(options.stateDir));
+    if (options.dtls) log.debug('DTLS is not implemented yet; all traffic goes over CSTP');
+
+    const session = new Session({
+      url: options.url,
+      userAgent: options.userAgent ?? `AnyConnect-compatible acvpn VPN Agent v${packageVersion}`,
+      posture,
+      tls: { pins: options.pins, extraCaPem, connectTimeoutMs: 15_000 },
+      answers,
+      group: options.authgroup,
+      interfaceName: options.interfaceName,
+      undoFile: join(options.runDir, 'routes.undo.json'),
+      log,
+      emit: (event) => log.info(event, event.event),
+    });
+
+    const controller = new AbortController();
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'signal received; logging off');
+      controller.abort();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+
+    await session.run(controller.signal);
+    return ExitCode.ok;
+  } catch (error) {
+    const failure = toAcvpnError(error);
+    log.error({ code: failure.code, exitCode: failure.exitCode, ...failure.details }, failure.message);
+    if (failure.code === 'INTERNAL') log.debug({ err: failure.cause }, 'internal error detail');
+    return failure.exitCode;
+  } finally {
+    log.flush();
+  }
+}
+
+function checkEnvironment(): void {
+  if (process.getuid !== undefined && process.getuid() !== 0) {
+    throw new AcvpnError('ENV_NOT_ROOT', 'acvpn connect needs root (or CAP_NET_ADMIN) to create the TUN device and routes; run it with sudo');
+  }
+  try {
+    accessSync('/dev/net/tun', fsConstants.R_OK | fsConstants.W_OK);
+  } catch {
+    throw new AcvpnError('ENV_NO_TUN', '/dev/net/tun is missing or not accessible; load the tun kernel module (modprobe tun)');
+  }
+}
+
+async function readCaFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new AcvpnError('USAGE', `cannot read --cafile ${path} (${code}); give the path of a PEM file with CA certificates`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new AcvpnError('USAGE', `--cafile ${path} contains no PEM certificate; give a PEM file with CA certificates`);
+  }
+  return text;
+}
+
+async function gatherAnswers(options: ConnectOptions): Promise<AnswerSources> {
+  const secretLines = options.passwordOnStdin ? await readStdinLines(process.stdin) : [];
+  for (const line of secretLines) registerSecret(line);
+  const envPassword = process.env.ACVPN_PASSWORD;
+  registerSecret(envPassword);
+  for (const value of options.formEntries.values()) registerSecret(value);
+
+  const interactive = !options.nonInteractive && !options.passwordOnStdin && process.stdin.isTTY === true;
+  return {
+    username: options.user,
+    group: options.authgroup,
+    formEntries: options.formEntries,
+    secretLines,
+    envPassword: envPassword === '' ? undefined : envPassword,
+    interactive,
+    prompt: interactive ? promptOnTerminal : undefined,
+  };
+}
+
+function reportEarlyError(error: unknown): number {
+  const failure = toAcvpnError(error);
+  process.stderr.write(`acvpn: ${redactText(failure.message)}\n`);
+  return failure.exitCode;
+}
+
+function readPackageVersion(): string {
+  try {
+    const path = new URL('../../package.json', import.meta.url);
+    return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Give pino's synchronous stderr writes and the socket teardown one tick, then leave even if a
+    // stray handle (a half-closed socket) would keep the loop alive.
+    setTimeout(() => process.exit(code), 50).unref();
+  },
+  (error: unknown) => {
+    process.stderr.write(`acvpn: internal error: ${redactText(String(error))}\n`);
+    process.exit(ExitCode.internal);
+  },
+);
