@@ -1,0 +1,500 @@
+#!/usr/bin/env bash
+# Test and demo headend: ocserv 1.1 with a throwaway PKI, one user and split routes.
+#
+#   headend.sh up    --prefix P --state-dir DIR [--full-tunnel]
+#   headend.sh down  --prefix P --state-dir DIR
+#   headend.sh sweep --prefix P
+#   headend.sh serve --state-dir DIR [--full-tunnel]
+#
+# `up` builds three network namespaces joined by veth pairs and runs ocserv in the middle one:
+#
+#   P-cli  to-hub 198.18.0.2/24 ── to-cli 198.18.0.1/24   P-hub (ocserv on TCP+UDP 443)
+#                                  to-lan  198.18.10.1/24 ── to-hub  P-lan 198.18.10.20/24 (echo :7777)
+#                                                                          198.18.10.10/24 (DNS address)
+#                                                                          198.18.10.200/24 (excluded)
+#                                  to-lan2 198.18.20.1/24 ── to-hub2 P-lan 198.18.20.20/24
+#
+# The hub forwards between the tunnel and the lan but drops anything between its client veth and
+# the lan, so lan hosts are reachable only through the tunnel. `up` writes DIR/headend.env (KEY=VALUE)
+# for the caller. `down` and `sweep` are idempotent. `serve` (the container entrypoint) makes the
+# same PKI and configuration and runs ocserv in the foreground on the host's own network.
+set -euo pipefail
+
+readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+readonly HEADEND_NAME=vpn.rig.test
+readonly HEADEND_IP=198.18.0.1
+readonly CLIENT_IP=198.18.0.2
+readonly HUB_LAN_IP=198.18.10.1
+readonly HUB_LAN2_IP=198.18.20.1
+readonly TARGET_HOST=198.18.10.20
+readonly TARGET_TCP_PORT=7777
+readonly DNS_SERVER=198.18.10.10
+readonly SECOND_LAN_HOST=198.18.20.20
+readonly EXCLUDED_HOST=198.18.10.200
+readonly VPN_POOL=198.19.0.0/24
+readonly VPN_USER=alice
+# NOTE: ocserv 1.1.6's plain backend cuts the LAST group of a passwd line at its last space
+# ("Example-VPN (Full"), so the group with spaces goes first. A login without a group choice
+# therefore lands in that group.
+readonly VPN_GROUPS='Example-VPN (Full Tunnel),staff'
+
+# ocserv -d level 3 logs each login, CONNECT and session end. Levels 8 and above log secrets
+# (DEBUG_SENSITIVE in ocserv 1.1's vpn.h).
+readonly OCSERV_DEBUG_LEVEL=3
+readonly LISTEN_TIMEOUT_TENTHS=100
+readonly KILL_TIMEOUT_TENTHS=50
+
+log() { printf 'headend: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<'EOF'
+usage: headend.sh up    --prefix P --state-dir DIR [--full-tunnel]
+       headend.sh down  --prefix P --state-dir DIR
+       headend.sh sweep --prefix P
+       headend.sh serve --state-dir DIR [--full-tunnel]
+EOF
+  exit 2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+
+prefix=''
+state_dir=''
+full_tunnel=false
+
+parse_options() {
+  while (($# > 0)); do
+    case "$1" in
+      --prefix) (($# >= 2)) || usage; prefix="$2"; shift 2 ;;
+      --state-dir) (($# >= 2)) || usage; state_dir="$2"; shift 2 ;;
+      --full-tunnel) full_tunnel=true; shift ;;
+      *) log "unknown option: $1"; usage ;;
+    esac
+  done
+}
+
+require_prefix() {
+  [[ -n "$prefix" ]] || { log 'missing --prefix'; usage; }
+  # The prefix becomes part of namespace names and of paths under /etc/netns.
+  [[ "$prefix" =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$ ]] ||
+    die "invalid --prefix '$prefix': use 1-40 letters, digits, '-' or '_'"
+}
+
+require_state_dir() {
+  [[ -n "$state_dir" ]] || { log 'missing --state-dir'; usage; }
+  # Paths go unquoted into headend.env and into the ocserv configuration.
+  [[ "$state_dir" =~ ^/[A-Za-z0-9_./-]+$ ]] ||
+    die "invalid --state-dir '$state_dir': use an absolute path of letters, digits, '_', '.', '/', '-'"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PKI, user and ocserv configuration (shared by `up` and `serve`)
+
+# Creates a CA and a server certificate for vpn.rig.test and 198.18.0.1. Existing files are kept,
+# so a container restarted on the same volume keeps its pin.
+make_pki() {
+  local dir="$1"
+  [[ -s "$dir/ca.pem" && -s "$dir/server-cert.pem" && -s "$dir/server-key.pem" ]] && return 0
+
+  cat >"$dir/ca.tmpl" <<'EOF'
+cn = "acvpn test headend CA"
+organization = "acvpn test rig"
+serial = 1
+expiration_days = 30
+ca
+cert_signing_key
+crl_signing_key
+EOF
+  cat >"$dir/server.tmpl" <<EOF
+cn = "$HEADEND_NAME"
+organization = "acvpn test rig"
+serial = 2
+expiration_days = 30
+dns_name = "$HEADEND_NAME"
+ip_address = "$HEADEND_IP"
+tls_www_server
+signing_key
+encryption_key
+EOF
+
+  # Keys stay readable by root only: of ocserv's processes only sec-mod, which keeps root, reads
+  # the server key, and workers send it signing requests.
+  (
+    umask 077
+    certtool --generate-privkey --key-type rsa --bits 2048 --outfile "$dir/ca-key.pem"
+    certtool --generate-privkey --key-type rsa --bits 2048 --outfile "$dir/server-key.pem"
+  ) 2>/dev/null
+  certtool --generate-self-signed --load-privkey "$dir/ca-key.pem" \
+    --template "$dir/ca.tmpl" --outfile "$dir/ca.pem" >/dev/null 2>&1
+  certtool --generate-certificate --load-privkey "$dir/server-key.pem" \
+    --load-ca-certificate "$dir/ca.pem" --load-ca-privkey "$dir/ca-key.pem" \
+    --template "$dir/server.tmpl" --outfile "$dir/server-cert.pem" >/dev/null 2>&1
+  chmod 0644 "$dir/ca.pem" "$dir/server-cert.pem"
+}
+
+# Prints the server key's pin in the form OpenConnect's --servercert takes:
+# pin-sha256: followed by the base64 SHA-256 of the SubjectPublicKeyInfo.
+server_pin() {
+  local dir="$1" pin
+  pin="$(certtool --certificate-info --infile "$dir/server-cert.pem" |
+    awk '$1 ~ /^pin-sha256:/ { print $1; exit }')"
+  [[ -n "$pin" ]] || die "certtool printed no pin-sha256 for $dir/server-cert.pem"
+  printf '%s\n' "$pin"
+}
+
+# Creates the user with a random password in DIR/password (0600) and the ocpasswd file.
+make_user() {
+  local dir="$1" password
+  if [[ ! -s "$dir/password" ]]; then
+    password="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+    (umask 077 && printf '%s\n' "$password" >"$dir/password")
+  fi
+  password="$(head -n 1 "$dir/password")"
+  # ocpasswd reads the password twice from standard input when it is not a terminal.
+  printf '%s\n%s\n' "$password" "$password" |
+    ocpasswd --passwd "$dir/ocpasswd" --group "$VPN_GROUPS" "$VPN_USER" >/dev/null
+  chmod 0600 "$dir/ocpasswd"
+}
+
+# Replaces each @NAME@ in a template with its value. Bash pattern substitution keeps '&', '/' and
+# newlines in values literal (the replacement is quoted), which sed would not.
+render_template() {
+  local template="$1" output="$2" text name value
+  shift 2
+  text="$(<"$template")"
+  while (($# > 0)); do
+    name="${1%%=*}"
+    value="${1#*=}"
+    text="${text//@"$name"@/"$value"}"
+    shift
+  done
+  [[ "$text" != *@[A-Z_]*@* ]] || die "unfilled placeholder left in $template"
+  printf '%s\n' "$text" >"$output"
+}
+
+# Writes DIR/ocserv.conf and the connect/disconnect script. LISTEN_HOST empty means every address.
+write_ocserv_config() {
+  local dir="$1" listen_host="$2" listen_line routes
+  if [[ -n "$listen_host" ]]; then
+    listen_line="listen-host = $listen_host"
+  else
+    listen_line='# listen-host unset: ocserv listens on every address'
+  fi
+  if [[ "$full_tunnel" == true ]]; then
+    routes='route = default'
+  else
+    routes=$'route = 198.18.10.0/24\nroute = 198.18.20.0/24\nno-route = 198.18.10.192/26'
+  fi
+
+  render_template "$SCRIPT_DIR/ocserv.conf.in" "$dir/ocserv.conf" \
+    "STATE_DIR=$dir" \
+    "LISTEN_HOST=$listen_line" \
+    "ISOLATE_WORKERS=true" \
+    "ROUTES=$routes"
+
+  install -m 0755 "$SCRIPT_DIR/connect-event.sh" "$dir/connect-event.sh"
+  : >>"$dir/connect-events.log"
+  ocserv --test-config --config "$dir/ocserv.conf" >"$dir/ocserv-config-test.log" 2>&1 ||
+    die "ocserv rejected $dir/ocserv.conf: $(tail -n 5 "$dir/ocserv-config-test.log")"
+}
+
+prepare_headend_files() {
+  local dir="$1" listen_host="$2"
+  # ocserv's unprivileged workers must reach files in DIR, so DIR is searchable by all. The
+  # secrets in it (password, keys, ocpasswd) are 0600.
+  mkdir -p "$dir"
+  chmod 0711 "$dir"
+  make_pki "$dir"
+  make_user "$dir"
+  write_ocserv_config "$dir" "$listen_host"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces
+
+ns_cli() { printf '%s-cli' "$prefix"; }
+ns_hub() { printf '%s-hub' "$prefix"; }
+ns_lan() { printf '%s-lan' "$prefix"; }
+
+in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
+
+create_namespaces() {
+  local cli hub lan ns
+  cli="$(ns_cli)" hub="$(ns_hub)" lan="$(ns_lan)"
+
+  for ns in "$cli" "$hub" "$lan"; do
+    ip netns add "$ns"
+    in_ns "$ns" ip link set lo up
+  done
+
+  # Files in /etc/netns/NS/ are bind-mounted over /etc/ by `ip netns exec`, so the client sees
+  # its own resolver and hosts file and the host's are never touched.
+  mkdir -p "/etc/netns/$cli"
+  printf 'nameserver %s\n' "$HEADEND_IP" >"/etc/netns/$cli/resolv.conf"
+  cat >"/etc/netns/$cli/hosts" <<EOF
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+$HEADEND_IP	$HEADEND_NAME
+EOF
+
+  # Each veth pair is created with its ends already in their namespaces, so no name is ever
+  # taken in the host's namespace.
+  ip link add to-hub netns "$cli" type veth peer name to-cli netns "$hub"
+  ip link add to-lan netns "$hub" type veth peer name to-hub netns "$lan"
+  ip link add to-lan2 netns "$hub" type veth peer name to-hub2 netns "$lan"
+
+  in_ns "$cli" ip addr add "$CLIENT_IP/24" dev to-hub
+  in_ns "$cli" ip link set to-hub up
+  in_ns "$cli" ip route add default via "$HEADEND_IP"
+
+  in_ns "$hub" ip addr add "$HEADEND_IP/24" dev to-cli
+  in_ns "$hub" ip addr add "$HUB_LAN_IP/24" dev to-lan
+  in_ns "$hub" ip addr add "$HUB_LAN2_IP/24" dev to-lan2
+  for ns in to-cli to-lan to-lan2; do in_ns "$hub" ip link set "$ns" up; done
+  in_ns "$hub" sysctl -q -w net.ipv4.ip_forward=1
+  in_ns "$hub" nft -f - <<'EOF'
+table inet headend {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "to-cli" drop
+    oifname "to-cli" drop
+  }
+}
+EOF
+
+  in_ns "$lan" ip addr add "$TARGET_HOST/24" dev to-hub
+  in_ns "$lan" ip addr add "$DNS_SERVER/24" dev to-hub
+  in_ns "$lan" ip addr add "$EXCLUDED_HOST/24" dev to-hub
+  in_ns "$lan" ip addr add "$SECOND_LAN_HOST/24" dev to-hub2
+  in_ns "$lan" ip link set to-hub up
+  in_ns "$lan" ip link set to-hub2 up
+  # Only the VPN pool is routed back; 198.18.0.0/24 (the client's veth) stays unreachable.
+  in_ns "$lan" ip route add "$VPN_POOL" via "$HUB_LAN_IP"
+}
+
+# Starts a background process inside a namespace and records "NAME PID" in DIR/pids.
+# `ip netns exec` execs the command, so $! is the command's own PID.
+start_in_ns() {
+  local dir="$1" name="$2" ns="$3" logfile="$4"
+  shift 4
+  ip netns exec "$ns" "$@" </dev/null >>"$logfile" 2>&1 &
+  printf '%s %s\n' "$name" "$!" >>"$dir/pids"
+}
+
+recorded_pid() {
+  local dir="$1" name="$2"
+  [[ -r "$dir/pids" ]] || return 0
+  awk -v name="$name" '$1 == name { pid = $2 } END { if (pid) print pid }' "$dir/pids"
+}
+
+pid_alive() { [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; }
+
+start_echo_server() {
+  local dir="$1"
+  start_in_ns "$dir" echo "$(ns_lan)" "$dir/echo-server.log" \
+    node "$SCRIPT_DIR/echo-server.mjs" "$TARGET_HOST" "$TARGET_TCP_PORT"
+}
+
+start_ocserv_in_ns() {
+  local dir="$1"
+  start_in_ns "$dir" ocserv "$(ns_hub)" "$dir/ocserv.log" \
+    ocserv --foreground --debug="$OCSERV_DEBUG_LEVEL" --config "$dir/ocserv.conf"
+}
+
+# Waits until a TCP listener on ADDRESS:PORT exists in NS, at most TENTHS/10 s. Returns 1 on
+# timeout and 2 as soon as PID has exited.
+wait_for_listener() {
+  local ns="$1" address="$2" port="$3" pid="$4" tenths="$5" i
+  for ((i = 0; i < tenths; i++)); do
+    pid_alive "$pid" || return 2
+    if in_ns "$ns" ss -H -l -t -n "src $address and sport = :$port" | grep -q LISTEN; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+wait_for_service() {
+  local name="$1" ns="$2" address="$3" port="$4" pid="$5" logfile="$6" status=0
+  wait_for_listener "$ns" "$address" "$port" "$pid" "$LISTEN_TIMEOUT_TENTHS" || status=$?
+  case "$status" in
+    0) return 0 ;;
+    2) log "$name exited before listening on $address:$port; last lines of $logfile:" ;;
+    *) log "$name is not listening on $address:$port after 10 s; last lines of $logfile:" ;;
+  esac
+  tail -n 30 "$logfile" >&2 || true
+  return 1
+}
+
+wait_for_services() {
+  local dir="$1" ocserv_pid echo_pid
+  ocserv_pid="$(recorded_pid "$dir" ocserv)"
+  echo_pid="$(recorded_pid "$dir" echo)"
+
+  wait_for_service ocserv "$(ns_hub)" "$HEADEND_IP" 443 "$ocserv_pid" "$dir/ocserv.log"
+  wait_for_service 'echo server' "$(ns_lan)" "$TARGET_HOST" "$TARGET_TCP_PORT" "$echo_pid" \
+    "$dir/echo-server.log"
+
+  # A ping rather than a TCP probe proves the client's path without adding a session to ocserv.log.
+  if ! in_ns "$(ns_cli)" ping -c 1 -W 2 "$HEADEND_IP" >/dev/null; then
+    log "the client namespace cannot reach $HEADEND_IP"
+    return 1
+  fi
+}
+
+write_env_file() {
+  local dir="$1" pin
+  pin="$(server_pin "$dir")"
+  cat >"$dir/headend.env" <<EOF
+HEADEND_URL=https://$HEADEND_NAME
+HEADEND_IP=$HEADEND_IP
+CLIENT_NS=$(ns_cli)
+HUB_NS=$(ns_hub)
+LAN_NS=$(ns_lan)
+CAFILE=$dir/ca.pem
+VPN_USER=$VPN_USER
+VPN_PASSWORD_FILE=$dir/password
+TARGET_HOST=$TARGET_HOST
+TARGET_TCP_PORT=$TARGET_TCP_PORT
+DNS_SERVER=$DNS_SERVER
+EXCLUDED_HOST=$EXCLUDED_HOST
+OCSERV_LOG=$dir/ocserv.log
+CONNECT_EVENTS_LOG=$dir/connect-events.log
+OCCTL_SOCKET=$dir/occtl.socket
+SERVER_PIN=$pin
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Teardown
+
+# Sends SIGTERM, waits up to 5 s, then SIGKILL.
+stop_pid() {
+  local pid="$1" i
+  pid_alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < KILL_TIMEOUT_TENTHS; i++)); do
+    pid_alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "process $pid ignored SIGTERM for 5 s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Stops a PID from DIR/pids only while it still runs the recorded program inside the expected
+# namespace, so a PID the kernel has since reused is left alone.
+stop_recorded() {
+  local dir="$1" name="$2" ns="$3" pid comm
+  pid="$(recorded_pid "$dir" "$name")"
+  pid_alive "$pid" || return 0
+  comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
+  case "$name:$comm" in
+    ocserv:ocserv* | echo:node) ;;
+    *) log "PID $pid now runs '$comm', not $name; leaving it alone"; return 0 ;;
+  esac
+  [[ "$(ip netns identify "$pid" 2>/dev/null || true)" == "$ns" ]] || return 0
+  stop_pid "$pid"
+}
+
+# Stops every process left in a namespace of ours (ocserv, the echo server, a test's client),
+# because a namespace with live processes keeps its interfaces after `ip netns delete`.
+stop_namespace_processes() {
+  local ns="$1" pid
+  for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
+    stop_pid "$pid"
+  done
+}
+
+namespaces_with_prefix() {
+  ip netns list 2>/dev/null | awk '{ print $1 }' | while read -r ns; do
+    [[ "$ns" == "$prefix"-* ]] && printf '%s\n' "$ns"
+  done
+  return 0
+}
+
+sweep_prefix() {
+  local ns dir
+  for ns in $(namespaces_with_prefix); do
+    stop_namespace_processes "$ns"
+    ip netns delete "$ns" 2>/dev/null || log "could not delete namespace $ns"
+  done
+  for dir in /etc/netns/"$prefix"-*; do
+    [[ -d "$dir" ]] && rm -rf -- "$dir"
+  done
+  # /etc/netns did not exist on a fresh Debian host; rmdir leaves it when anything else uses it.
+  rmdir /etc/netns 2>/dev/null || true
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+cmd_up() {
+  require_prefix
+  require_state_dir
+  [[ -z "$(namespaces_with_prefix)" ]] ||
+    die "namespaces named $prefix-* already exist; run: headend.sh sweep --prefix $prefix"
+
+  # Any failure from here on tears down what was built, so a failed `up` leaves nothing behind.
+  trap 'status=$?; if ((status != 0)); then log "up failed; tearing down"; cmd_down; fi' EXIT
+
+  prepare_headend_files "$state_dir" "$HEADEND_IP"
+  : >"$state_dir/pids"
+  create_namespaces
+  start_echo_server "$state_dir"
+  start_ocserv_in_ns "$state_dir"
+  wait_for_services "$state_dir"
+  write_env_file "$state_dir"
+
+  trap - EXIT
+  log "up: $(ns_cli) -> $(ns_hub) ($HEADEND_NAME) -> $(ns_lan); environment in $state_dir/headend.env"
+}
+
+cmd_down() {
+  require_prefix
+  require_state_dir
+  # Clients first, so they end while the headend still answers; then the recorded services.
+  stop_namespace_processes "$(ns_cli)"
+  stop_recorded "$state_dir" ocserv "$(ns_hub)"
+  stop_recorded "$state_dir" echo "$(ns_lan)"
+  sweep_prefix
+}
+
+cmd_sweep() {
+  require_prefix
+  sweep_prefix
+}
+
+# Container entrypoint: no namespaces, ocserv listens on every address of the container and logs
+# to standard error. The lan hosts do not exist here; a client can still reach the headend's own
+# tunnel address (the first address of the VPN pool).
+cmd_serve() {
+  require_state_dir
+  prepare_headend_files "$state_dir" ''
+  log "CA certificate: $state_dir/ca.pem"
+  log "server pin: $(server_pin "$state_dir")"
+  log "user $VPN_USER, password in $state_dir/password, groups: $VPN_GROUPS"
+  exec ocserv --foreground --debug="$OCSERV_DEBUG_LEVEL" --config "$state_dir/ocserv.conf"
+}
+
+main() {
+  (($# >= 1)) || usage
+  local command="$1"
+  shift
+  parse_options "$@"
+  [[ "$(id -u)" == 0 ]] || die "must run as root (namespaces, ocserv's tun device)"
+  case "$command" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    sweep) cmd_sweep ;;
+    serve) cmd_serve ;;
+    *) log "unknown command: $command"; usage ;;
+  esac
+}
+
+# `exit` on the same line stops bash from reading on if this file is edited while it runs.
+main "$@"; exit

@@ -1,0 +1,305 @@
+// Test headend for integration tests: ocserv in network namespaces, built by
+// scripts/headend/headend.sh (the same script the Docker image runs), plus helpers that run
+// commands inside a namespace with argument arrays and bounded time.
+//
+//   const headend = await startHeadend({ prefix: 'acvpn-xyz' });
+//   try { ... nsExec(headend.clientNs, ['ping', '-c', '1', headend.targetHost]) ... }
+//   finally { await headend.stop(); }
+//
+// Needs root, iproute2, nftables, ocserv, gnutls-bin (certtool) and node on the PATH.
+
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const HEADEND_SCRIPT = fileURLToPath(
+  new URL('../../../scripts/headend/headend.sh', import.meta.url),
+);
+
+/** Set to 1 to keep the state directory (logs, PKI, configuration) after stop(). */
+const KEEP_STATE_VARIABLE = 'ACVPN_HEADEND_KEEP_STATE';
+
+const SCRIPT_TIMEOUT_MS = 60_000;
+const DEFAULT_EXEC_TIMEOUT_MS = 10_000;
+/** Output beyond this many bytes per stream is dropped, so a chatty command cannot fill memory. */
+const MAX_CAPTURED_BYTES = 4 * 1024 * 1024;
+
+export interface HeadendOptions {
+  /** Namespace name prefix: the headend builds PREFIX-cli, PREFIX-hub and PREFIX-lan. */
+  prefix: string;
+  /** Push a default route (`route = default`) and no split-include or split-exclude routes. */
+  fullTunnel?: boolean;
+}
+
+/** A running test headend; field values come from the state directory's headend.env. */
+export interface Headend {
+  prefix: string;
+  fullTunnel: boolean;
+  stateDir: string;
+  /** https://vpn.rig.test (resolved by the client namespace's own hosts file). */
+  url: string;
+  headendIp: string;
+  clientNs: string;
+  hubNs: string;
+  lanNs: string;
+  caFile: string;
+  user: string;
+  password: string;
+  targetHost: string;
+  targetTcpPort: number;
+  dnsServer: string;
+  excludedHost: string;
+  ocservLog: string;
+  connectEventsLog: string;
+  occtlSocket: string;
+  /** pin-sha256:BASE64 of the server certificate's SubjectPublicKeyInfo. */
+  serverPin: string;
+  /** Stops every process of the headend and removes its namespaces; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface NsExecOptions {
+  /** Milliseconds before the command gets SIGKILL; default 10 000. */
+  timeoutMs?: number;
+  /** Written to the command's standard input, which is then closed. */
+  input?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface NsExecResult {
+  /** Exit status, or null when a signal ended the command. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+
+/** Runs a command to completion and resolves with its result whatever its exit status. */
+export function runCommand(argv: readonly string[], options: NsExecOptions = {}): Promise<NsExecResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) {
+    return Promise.reject(new TypeError('runCommand: argv is empty; pass the program and its arguments'));
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      env: options.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stdout = captureStream(child.stdout);
+    const stderr = captureStream(child.stderr);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`failed to start ${argv.join(' ')}: ${err.message}`, { cause: err }));
+    });
+    child.on('close', (exitCode, signal) => {
+      clearTimeout(timer);
+      resolve({ exitCode, signal, stdout: stdout(), stderr: stderr(), timedOut });
+    });
+
+    // A command that exits without reading its input makes the write fail with EPIPE.
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(options.input ?? '');
+  });
+}
+
+/** Runs a command inside network namespace NS (`ip netns exec`) and resolves with its result. */
+export function nsExec(ns: string, argv: readonly string[], options: NsExecOptions = {}): Promise<NsExecResult> {
+  if (argv.length === 0) {
+    return Promise.reject(new TypeError(`nsExec: argv is empty for namespace ${ns}`));
+  }
+  return runCommand(['ip', 'netns', 'exec', ns, ...argv], options);
+}
+
+/**
+ * Like nsExec, but rejects unless the command exits with status 0, with its output in the
+ * message.
+ */
+export async function nsExecOk(
+  ns: string,
+  argv: readonly string[],
+  options: NsExecOptions = {},
+): Promise<NsExecResult> {
+  const result = await nsExec(ns, argv, options);
+  if (result.exitCode !== 0) {
+    throw new Error(`in ${ns}: ${argv.join(' ')} failed: ${describeResult(result)}`);
+  }
+  return result;
+}
+
+/**
+ * Starts a long-running command inside NS and returns the child. `ip netns exec` replaces itself
+ * with the command, so child.pid is the command's own PID and a signal sent to it reaches the
+ * command. The caller must end the child.
+ */
+export function nsSpawn(ns: string, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  if (argv.length === 0) {
+    throw new TypeError(`nsSpawn: argv is empty for namespace ${ns}`);
+  }
+  return spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+}
+
+export function describeResult(result: NsExecResult): string {
+  const status = result.timedOut
+    ? 'timed out'
+    : result.signal !== null
+      ? `ended by ${result.signal}`
+      : `exit status ${result.exitCode}`;
+  return `${status}; stdout: ${result.stdout.trim() || '(empty)'}; stderr: ${result.stderr.trim() || '(empty)'}`;
+}
+
+function captureStream(stream: NodeJS.ReadableStream | null): () => string {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream?.on('data', (chunk: Buffer) => {
+    if (size + chunk.length <= MAX_CAPTURED_BYTES) {
+      chunks.push(chunk);
+      size += chunk.length;
+    }
+  });
+  return () => Buffer.concat(chunks).toString('utf8');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headend lifecycle
+
+export async function startHeadend(options: HeadendOptions): Promise<Headend> {
+  const { prefix } = options;
+  const fullTunnel = options.fullTunnel ?? false;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$/.test(prefix)) {
+    throw new TypeError(`startHeadend: invalid prefix '${prefix}'; use 1-40 letters, digits, '-' or '_'`);
+  }
+
+  // Leftovers of an earlier run that died before its teardown.
+  await runHeadendScript(['sweep', '--prefix', prefix]);
+
+  const stateDir = await mkdtemp(join(tmpdir(), `${prefix}-`));
+  const upArgs = ['up', '--prefix', prefix, '--state-dir', stateDir];
+  if (fullTunnel) upArgs.push('--full-tunnel');
+  try {
+    // On failure the script has already torn down what it built and printed the log tail.
+    await runHeadendScript(upArgs);
+    const env = parseEnvFile(await readFile(join(stateDir, 'headend.env'), 'utf8'));
+    const password = (await readFile(requireKey(env, 'VPN_PASSWORD_FILE'), 'utf8')).trim();
+    return buildHeadend(prefix, fullTunnel, stateDir, env, password);
+  } catch (err) {
+    await runHeadendScript(['down', '--prefix', prefix, '--state-dir', stateDir]).catch(() => {});
+    await rm(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function buildHeadend(
+  prefix: string,
+  fullTunnel: boolean,
+  stateDir: string,
+  env: Record<string, string>,
+  password: string,
+): Headend {
+  const targetTcpPort = Number(requireKey(env, 'TARGET_TCP_PORT'));
+  if (!Number.isInteger(targetTcpPort)) {
+    throw new Error(`headend.env: TARGET_TCP_PORT is not a port number: ${env.TARGET_TCP_PORT}`);
+  }
+  let stopped: Promise<void> | undefined;
+
+  return {
+    prefix,
+    fullTunnel,
+    stateDir,
+    url: requireKey(env, 'HEADEND_URL'),
+    headendIp: requireKey(env, 'HEADEND_IP'),
+    clientNs: requireKey(env, 'CLIENT_NS'),
+    hubNs: requireKey(env, 'HUB_NS'),
+    lanNs: requireKey(env, 'LAN_NS'),
+    caFile: requireKey(env, 'CAFILE'),
+    user: requireKey(env, 'VPN_USER'),
+    password,
+    targetHost: requireKey(env, 'TARGET_HOST'),
+    targetTcpPort,
+    dnsServer: requireKey(env, 'DNS_SERVER'),
+    excludedHost: requireKey(env, 'EXCLUDED_HOST'),
+    ocservLog: requireKey(env, 'OCSERV_LOG'),
+    connectEventsLog: requireKey(env, 'CONNECT_EVENTS_LOG'),
+    occtlSocket: requireKey(env, 'OCCTL_SOCKET'),
+    serverPin: requireKey(env, 'SERVER_PIN'),
+    stop() {
+      stopped ??= stopHeadend(prefix, stateDir);
+      return stopped;
+    },
+  };
+}
+
+async function stopHeadend(prefix: string, stateDir: string): Promise<void> {
+  await runHeadendScript(['down', '--prefix', prefix, '--state-dir', stateDir]);
+  if (process.env[KEEP_STATE_VARIABLE] === '1') {
+    console.warn(`headend state kept in ${stateDir} (${KEEP_STATE_VARIABLE}=1)`);
+    return;
+  }
+  await rm(stateDir, { recursive: true, force: true });
+}
+
+async function runHeadendScript(args: string[]): Promise<NsExecResult> {
+  const result = await runCommand(['bash', HEADEND_SCRIPT, ...args], { timeoutMs: SCRIPT_TIMEOUT_MS });
+  if (result.exitCode !== 0) {
+    throw new Error(`headend.sh ${args[0]} failed: ${describeResult(result)}`);
+  }
+  return result;
+}
+
+/** Parses KEY=VALUE lines (no quoting: headend.sh writes only unquoted values). */
+export function parseEnvFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    if (line.trim() === '' || line.startsWith('#')) continue;
+    const equals = line.indexOf('=');
+    if (equals <= 0) throw new Error(`headend.env: line without KEY=VALUE: ${line}`);
+    env[line.slice(0, equals)] = line.slice(equals + 1);
+  }
+  return env;
+}
+
+function requireKey(env: Record<string, string>, key: string): string {
+  const value = env[key];
+  if (value === undefined || value === '') {
+    throw new Error(`headend.env: ${key} is missing; headend.sh and this helper disagree`);
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting on logs
+
+/**
+ * Polls a file until a line matches PATTERN and returns that line. Rejects after TIMEOUT_MS
+ * with the file's last lines in the message.
+ */
+export async function waitForLine(path: string, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let text = '';
+  for (;;) {
+    text = await readFile(path, 'utf8').catch(() => '');
+    const line = text.split('\n').find((candidate) => pattern.test(candidate));
+    if (line !== undefined) return line;
+    if (Date.now() >= deadline) break;
+    await sleep(100);
+  }
+  const tail = text.split('\n').slice(-20).join('\n');
+  throw new Error(`no line matching ${pattern} in ${path} within ${timeoutMs} ms; last lines:\n${tail}`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
