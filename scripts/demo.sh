@@ -33,13 +33,11 @@ bash scripts/headend/headend.sh up --prefix "$prefix" --state-dir "$state"
 source "$state/headend.env"
 
 step "connecting: acvpn connect --user $VPN_USER --passwd-on-stdin --authgroup staff --cafile ca.pem $HEADEND_URL"
-mkfifo "$state/password"
 ip netns exec "$CLIENT_NS" node "$root/bin/acvpn.js" connect \
   --user "$VPN_USER" --passwd-on-stdin --authgroup staff --cafile "$CAFILE" --non-interactive \
   --interface acvpn0 --state-dir "$state/client-state" --run-dir "$state/client-run" \
-  "$HEADEND_URL" <"$state/password" 2>"$state/acvpn.log" &
+  "$HEADEND_URL" <"$VPN_PASSWORD_FILE" 2>"$state/acvpn.log" &
 client_pid=$!
-cat "$VPN_PASSWORD_FILE" >"$state/password"
 
 for _ in $(seq 1 100); do
   grep -q '"state":"connected"\|state=connected' "$state/acvpn.log" 2>/dev/null && break

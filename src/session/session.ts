@@ -140,7 +140,6 @@ export class Session {
         registerSecret(step.cookie);
         for (const text of step.bannerLines) {
           this.bannersSeen.add(text);
-          log.info({ banner: text }, 'headend banner');
           this.options.emit({ event: 'banner', text });
         }
         if (response.closes || !connection.isOpen) {
