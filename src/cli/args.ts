@@ -33,9 +33,21 @@ export interface ConnectOptions {
   };
 }
 
-export type CliCommand = ConnectOptions | { command: 'help' } | { command: 'version' };
+export interface CleanupOptions {
+  command: 'cleanup';
+  runDir: string;
+  logLevel: LogLevel;
+  jsonLogs: boolean;
+}
+
+export type CliCommand = ConnectOptions | CleanupOptions | { command: 'help' } | { command: 'version' };
 
 export const usageText = `Usage: acvpn connect [options] URL
+       acvpn cleanup [--run-dir DIR] [--log-level LEVEL] [--json-logs]
+       acvpn help | version
+
+acvpn cleanup removes the routes that a killed acvpn left behind (from the undo file in the run
+directory). acvpn connect does the same before it starts.
 
 Log in to an AnyConnect-compatible headend (ocserv, Cisco ASA) and run the tunnel in the
 foreground until SIGINT or SIGTERM, then log off and restore routes.
@@ -86,10 +98,44 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): CliCom
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') return { command: 'help' };
   if (command === 'version' || command === '--version') return { command: 'version' };
+  if (command === 'cleanup') return parseCleanup(rest, env);
   if (command !== 'connect') {
     throw new AcvpnError('USAGE', `unknown command ${JSON.stringify(command)}; run acvpn help for the list of commands`);
   }
   return parseConnect(rest, env);
+}
+
+function parseCleanup(argv: string[], env: NodeJS.ProcessEnv): CleanupOptions {
+  let values: { 'run-dir'?: string; 'log-level'?: string; 'json-logs'?: boolean };
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: { 'run-dir': { type: 'string' }, 'log-level': { type: 'string' }, 'json-logs': { type: 'boolean' } },
+    }).values;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new AcvpnError('USAGE', `${message}; run acvpn help for the options`);
+  }
+  return {
+    command: 'cleanup',
+    runDir: values['run-dir'] ?? defaultRunDir(env),
+    logLevel: parseLogLevel(values['log-level']),
+    jsonLogs: values['json-logs'] ?? false,
+  };
+}
+
+function parseLogLevel(text: string | undefined): LogLevel {
+  const level = (text ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(level)) {
+    throw new AcvpnError('USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, received ${JSON.stringify(text)}`);
+  }
+  return level;
+}
+
+function defaultRunDir(env: NodeJS.ProcessEnv): string {
+  return env.XDG_RUNTIME_DIR ? `${env.XDG_RUNTIME_DIR}/acvpn` : '/run/acvpn';
 }
 
 function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
@@ -111,10 +157,7 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     );
   }
 
-  const logLevel = (values['log-level'] ?? 'info') as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new AcvpnError('USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, received ${JSON.stringify(values['log-level'])}`);
-  }
+  const logLevel = parseLogLevel(values['log-level']);
 
   const formEntries = new Map<string, string>();
   for (const entry of values['form-entry'] ?? []) {
@@ -149,7 +192,7 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     nonInteractive: values['non-interactive'] ?? false,
     userAgent: values.useragent,
     stateDir: values['state-dir'] ?? env.ACVPN_STATE_DIR ?? (env.XDG_STATE_HOME ? `${env.XDG_STATE_HOME}/acvpn` : '/var/lib/acvpn'),
-    runDir: values['run-dir'] ?? (env.XDG_RUNTIME_DIR ? `${env.XDG_RUNTIME_DIR}/acvpn` : '/run/acvpn'),
+    runDir: values['run-dir'] ?? defaultRunDir(env),
     posture: {
       clientVersion: values['version-string'],
       platform,

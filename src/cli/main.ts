@@ -6,12 +6,14 @@ import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AcvpnError, ExitCode, toAcvpnError } from '../core/errors.js';
-import { createLogger } from '../core/log.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { runIp } from '../net/ip-command.js';
+import { RouteManager } from '../net/routes/apply.js';
 import { redactText, registerSecret } from '../core/redact.js';
 import type { AnswerSources } from '../auth/flow.js';
 import { buildPosture, persistentRandomId, readHostFacts } from '../posture/collect.js';
 import { Session } from '../session/session.js';
-import { parseCommandLine, usageText, type ConnectOptions } from './args.js';
+import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
 import { promptOnTerminal } from './prompt.js';
 import { readStdinLines } from './stdin.js';
 
@@ -34,13 +36,41 @@ async function main(argv: string[]): Promise<number> {
       return ExitCode.ok;
     case 'connect':
       return connect(command);
+    case 'cleanup':
+      return cleanup(command);
   }
+}
+
+async function cleanup(options: CleanupOptions): Promise<number> {
+  const log = createLogger({ level: options.logLevel, json: options.jsonLogs });
+  try {
+    const removed = await removeLeftovers(options.runDir, log);
+    log.info({ routes: removed }, removed === 0 ? 'nothing to clean up' : 'removed the routes a previous session left');
+    return ExitCode.ok;
+  } catch (error) {
+    const failure = toAcvpnError(error);
+    log.error({ code: failure.code, exitCode: failure.exitCode, ...failure.details }, failure.message);
+    return failure.exitCode;
+  } finally {
+    log.flush();
+  }
+}
+
+/** Removes the routes recorded in the undo file of a session that ended without restoring them. */
+async function removeLeftovers(runDir: string, log: Logger): Promise<number> {
+  return RouteManager.undoFromFile(runIp, undoFilePath(runDir), log);
+}
+
+function undoFilePath(runDir: string): string {
+  return join(runDir, 'routes.undo.json');
 }
 
 async function connect(options: ConnectOptions): Promise<number> {
   const log = createLogger({ level: options.logLevel, json: options.jsonLogs });
   try {
     checkEnvironment();
+    const leftovers = await removeLeftovers(options.runDir, log);
+    if (leftovers > 0) log.warn({ routes: leftovers }, 'removed the routes a previous acvpn session left behind');
     const extraCaPem = options.caFile === undefined ? undefined : await readCaFile(options.caFile);
     const answers = await gatherAnswers(options);
     const posture = buildPosture(packageVersion, readHostFacts(), options.posture, () => persistentRandomId(options.stateDir));
@@ -54,7 +84,7 @@ async function connect(options: ConnectOptions): Promise<number> {
       answers,
       group: options.authgroup,
       interfaceName: options.interfaceName,
-      undoFile: join(options.runDir, 'routes.undo.json'),
+      undoFile: undoFilePath(options.runDir),
       log,
       emit: (event) => log.info(event, event.event),
     });

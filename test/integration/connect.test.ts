@@ -169,6 +169,45 @@ describe('acvpn connect against ocserv', () => {
     expect(errorRecords(result.records)[0]?.msg).toMatch(/--passwd-on-stdin/);
   });
 
+  it('group in the URL path selects it', async () => {
+    // ocserv 1.1 answers 404 to a group path; acvpn then logs in at / and picks the group by name.
+    // A wrong password shows that the group step passed (exit 3, not 4).
+    const result = await runAcvpn(headend.clientNs, [...baseArgs(), '--cafile', headend.caFile, `${headend.url}/staff`], 'wrong\n');
+    allOutput.push(result.output);
+    expect(result.code, result.output).toBe(3);
+    const unknown = await runAcvpn(headend.clientNs, [...baseArgs(), '--cafile', headend.caFile, `${headend.url}/nosuch`], 'wrong\n');
+    allOutput.push(unknown.output);
+    expect(unknown.code, unknown.output).toBe(4);
+  });
+
+  it('cleanup removes what a killed session left', async () => {
+    const runDir = `${headend.stateDir}/client-run`;
+    const run = startAcvpn(
+      headend.clientNs,
+      [...baseArgs(), '--run-dir', runDir, '--authgroup', 'staff', '--cafile', headend.caFile, headend.url],
+      `${headend.password}\n`,
+    );
+    await run.waitFor((record) => record.event === 'state' && record.state === 'connected');
+    run.child.kill('SIGKILL');
+    await run.exited;
+    allOutput.push(run.output());
+
+    // The kernel removed the TUN device and its routes with the process; the exclude route on the
+    // original path is still there until cleanup runs.
+    expect(await linkExists(tunName)).toBe(false);
+    expect(await routeTable()).not.toBe(routesBefore);
+
+    const cleanup = await runAcvpn(headend.clientNs, ['cleanup', '--run-dir', runDir]);
+    allOutput.push(cleanup.output);
+    expect(cleanup.code, cleanup.output).toBe(0);
+    expect(cleanup.records.find((record) => record.msg.startsWith('removed'))?.routes).toBe(3);
+    expect(await routeTable()).toBe(routesBefore);
+
+    const again = await runAcvpn(headend.clientNs, ['cleanup', '--run-dir', runDir]);
+    expect(again.code).toBe(0);
+    expect(again.records.some((record) => record.msg === 'nothing to clean up')).toBe(true);
+  });
+
   it('logs hold no password or cookie', async () => {
     const text = allOutput.join('\n');
     expect(text.length).toBeGreaterThan(1000);
