@@ -17,6 +17,10 @@ export interface ConnectOptions {
   pins: string[];
   interfaceName: string;
   dtls: boolean;
+  /** Change the host's DNS (resolv.conf or systemd-resolved) for split DNS. */
+  manageDns: boolean;
+  /** Keep reconnecting without a time limit (network roaming); off gives up after 20 s. */
+  netroam: boolean;
   logLevel: LogLevel;
   jsonLogs: boolean;
   nonInteractive: boolean;
@@ -71,6 +75,9 @@ Server trust:
 Tunnel:
   -i, --interface NAME       TUN device name (default acvpn0)
       --no-dtls              carry all traffic over CSTP (TLS)
+      --no-dns               leave the host's DNS alone (no split-DNS forwarder, resolv.conf untouched)
+      --no-netroam           after a network loss, stop reconnecting after 20 s (default: retry
+                             without a time limit)
 
 Posture (ACIDex values sent to the headend):
       --version-string TEXT  client version (default v<acvpn version>)
@@ -87,7 +94,7 @@ Output:
 
 Files:
       --state-dir DIR        state (device id, certificates); default /var/lib/acvpn
-      --run-dir DIR          runtime files (route undo file); default /run/acvpn
+      --run-dir DIR          runtime files (route undo file, resolv.conf backup); default /run/acvpn
 
 Exit codes: 0 clean logoff, 1 internal error, 2 bad arguments, 3 authentication rejected,
 4 group not found, 5 server not trusted, 6 network or protocol failure, 7 environment
@@ -187,6 +194,8 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     pins: (values.servercert ?? []).map(parsePin),
     interfaceName,
     dtls: !(values['no-dtls'] ?? false),
+    manageDns: !(values['no-dns'] ?? false),
+    netroam: !(values['no-netroam'] ?? false),
     logLevel,
     jsonLogs: values['json-logs'] ?? false,
     nonInteractive: values['non-interactive'] ?? false,
@@ -219,6 +228,8 @@ function parseConnectArgs(argv: string[]) {
       servercert: { type: 'string', multiple: true },
       interface: { type: 'string', short: 'i' },
       'no-dtls': { type: 'boolean' },
+      'no-dns': { type: 'boolean' },
+      'no-netroam': { type: 'boolean' },
       'version-string': { type: 'string' },
       os: { type: 'string' },
       'platform-version': { type: 'string' },

@@ -9,10 +9,12 @@ import { AcvpnError, ExitCode, toAcvpnError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { runIp } from '../net/ip-command.js';
 import { RouteManager } from '../net/routes/apply.js';
+import { restoreResolvConf, type RestoreResult } from '../net/dns/resolv-conf.js';
 import { redactText, registerSecret } from '../core/redact.js';
 import type { AnswerSources } from '../auth/flow.js';
 import { buildPosture, persistentRandomId, readHostFacts } from '../posture/collect.js';
 import { Session } from '../session/session.js';
+import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
 import { promptOnTerminal } from './prompt.js';
 import { readStdinLines } from './stdin.js';
@@ -45,7 +47,8 @@ async function cleanup(options: CleanupOptions): Promise<number> {
   const log = createLogger({ level: options.logLevel, json: options.jsonLogs });
   try {
     const removed = await removeLeftovers(options.runDir, log);
-    log.info({ routes: removed }, removed === 0 ? 'nothing to clean up' : 'removed the routes a previous session left');
+    const nothing = removed.routes === 0 && removed.resolvConf !== 'restored';
+    log.info(removed, nothing ? 'nothing to clean up' : 'removed what a previous session left');
     return ExitCode.ok;
   } catch (error) {
     const failure = toAcvpnError(error);
@@ -56,13 +59,14 @@ async function cleanup(options: CleanupOptions): Promise<number> {
   }
 }
 
-/** Removes the routes recorded in the undo file of a session that ended without restoring them. */
-async function removeLeftovers(runDir: string, log: Logger): Promise<number> {
-  return RouteManager.undoFromFile(runIp, undoFilePath(runDir), log);
-}
-
-function undoFilePath(runDir: string): string {
-  return join(runDir, 'routes.undo.json');
+/**
+ * Removes the routes recorded in the undo file and puts back the resolv.conf backup of a session
+ * that ended without restoring them (a killed process). The file names match the session's.
+ */
+async function removeLeftovers(runDir: string, log: Logger): Promise<{ routes: number; resolvConf: RestoreResult }> {
+  const routes = await RouteManager.undoFromFile(runIp, join(runDir, 'routes.undo.json'), log);
+  const resolvConf = await restoreResolvConf('/etc/resolv.conf', join(runDir, 'resolv.conf.backup'));
+  return { routes, resolvConf };
 }
 
 async function connect(options: ConnectOptions): Promise<number> {
@@ -70,7 +74,9 @@ async function connect(options: ConnectOptions): Promise<number> {
   try {
     checkEnvironment();
     const leftovers = await removeLeftovers(options.runDir, log);
-    if (leftovers > 0) log.warn({ routes: leftovers }, 'removed the routes a previous acvpn session left behind');
+    if (leftovers.routes > 0 || leftovers.resolvConf === 'restored') {
+      log.warn(leftovers, 'removed what a previous acvpn session left behind');
+    }
     const extraCaPem = options.caFile === undefined ? undefined : await readCaFile(options.caFile);
     const answers = await gatherAnswers(options);
     const posture = buildPosture(packageVersion, readHostFacts(), options.posture, () => persistentRandomId(options.stateDir));
@@ -84,7 +90,9 @@ async function connect(options: ConnectOptions): Promise<number> {
       answers,
       group: options.authgroup,
       interfaceName: options.interfaceName,
-      undoFile: undoFilePath(options.runDir),
+      runDir: options.runDir,
+      manageDns: options.manageDns,
+      reconnect: { ...defaultReconnectPolicy, netroam: options.netroam },
       log,
       emit: (event) => log.info(event, event.event),
     });

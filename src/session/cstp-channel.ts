@@ -71,6 +71,7 @@ export class CstpChannel {
   private writing = false;
   private closed = false;
   private poolExhausted = false;
+  private started = false;
   /** Set once the BYE is queued: the headend closing the connection is then the expected end. */
   private loggingOff = false;
   private timer: NodeJS.Timeout | undefined;
@@ -93,8 +94,14 @@ export class CstpChannel {
     this.lastSentMs = this.lastReceivedMs;
   }
 
+  /** True from start() until the channel closes. */
+  get established(): boolean {
+    return this.started && !this.closed;
+  }
+
   /** Starts reading. `initial` contains any bytes that arrived together with the CONNECT reply. */
   start(initial: Buffer): void {
+    this.started = true;
     this.socket.on('data', (chunk: Buffer) => this.receive(chunk));
     this.socket.on('error', (error) => {
       this.finish(new AcvpnError('TLS_FAILED', `the CSTP connection failed: ${error.message}`, {}, { cause: error }));
@@ -156,9 +163,9 @@ export class CstpChannel {
     this.close();
   }
 
-  /** Closes the socket without a BYE. */
-  close(): void {
-    this.finish(undefined);
+  /** Closes the socket without a BYE; `error` says why when this is not a normal end. */
+  close(error?: AcvpnError): void {
+    this.finish(error);
   }
 
   private flush(): void {

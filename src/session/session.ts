@@ -1,15 +1,18 @@
 // One VPN session from login to logoff:
 //
 //   idle ─► authenticating ─► connecting ─► connected ─► disconnecting ─► disconnected
-//              │ (XML auth over       │ (CONNECT,        │ (TUN ⇄ CSTP)
-//              │  HTTPS, cookie)      │  tunnel config,  │
-//              └──────────────────────┴──  TUN, routes) ─┴──► any failure: restore host, raise
+//                 ▲                              │  ▲
+//                 │ (cookie refused,             ▼  │ (CONNECT again with the same cookie)
+//                 │  credentials at hand)     reconnecting
+//                 └──────────────────────────────┘
 //
 // The session drives the pure protocol modules (auth, cstp) and owns every side effect: TLS
-// sockets, the TUN device, routes, timers. Whatever it changed on the host is undone on every exit
-// path: clean logoff, signal, or error.
+// sockets, the TUN device, routes, DNS, timers. The TUN device stays open across reconnects, so
+// the tunnel address and the applications' sockets survive a short network loss. Whatever the
+// session changed on the host is undone on every exit path: clean logoff, signal, or error.
 
 import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
 import { AcvpnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { registerSecret } from '../core/redact.js';
@@ -19,16 +22,16 @@ import { parseConnectResponse } from '../cstp/connect-response.js';
 import type { TunnelConfig } from '../cstp/tunnel-config.js';
 import type { Posture } from '../posture/posture.js';
 import { TlsConnection, type TlsSettings, type TlsTarget } from '../http/tls-connection.js';
-import { headerValue } from '../http/response-parser.js';
 import { openTun, type TunDevice } from '../net/tun/tun-device.js';
 import { runIp } from '../net/ip-command.js';
-import { configureTunLink } from '../net/link.js';
-import { planRoutes } from '../net/routes/plan.js';
-import { RouteManager } from '../net/routes/apply.js';
-import { readHostRouting, routeToHeadend } from '../net/routes/host-state.js';
+import { routeToHeadend } from '../net/routes/host-state.js';
+import { LinkMonitor } from '../net/link-monitor.js';
 import { CstpChannel } from './cstp-channel.js';
+import { DataPath } from './data-path.js';
+import { HostConfiguration } from './host-config.js';
+import { defaultReconnectPolicy, isRecoverable, reconnectDelayMs, shouldGiveUp, type ReconnectPolicy } from './reconnect.js';
 
-export type SessionState = 'idle' | 'authenticating' | 'connecting' | 'connected' | 'disconnecting' | 'disconnected';
+export type SessionState = 'idle' | 'authenticating' | 'connecting' | 'connected' | 'reconnecting' | 'disconnecting' | 'disconnected';
 
 export interface SessionOptions {
   url: URL;
@@ -39,8 +42,11 @@ export interface SessionOptions {
   group?: string;
   /** TUN device name to request. */
   interfaceName: string;
-  /** Path of the route undo file, which lets `acvpn cleanup` repair what a killed process left. */
-  undoFile?: string;
+  /** Directory for the route undo file and the resolv.conf backup. */
+  runDir: string;
+  /** False leaves the host's DNS alone. */
+  manageDns: boolean;
+  reconnect: ReconnectPolicy;
   log: Logger;
   /** Machine-readable events (state changes, banners, tunnel configuration). */
   emit(event: SessionEvent): void;
@@ -49,55 +55,118 @@ export interface SessionOptions {
 export type SessionEvent =
   | { event: 'state'; state: SessionState; reason?: string }
   | { event: 'banner'; text: string }
-  | { event: 'tunnel'; interface: string; address?: string; mtu: number; routes: string[] };
+  | { event: 'tunnel'; interface: string; address?: string; mtu: number; routes: string[]; dns: string }
+  | { event: 'channel'; channel: 'cstp' | 'dtls' | 'none' };
+
+/** What ended one tunnel: a logoff asked for by the user, or a failure. */
+type TunnelOutcome = { kind: 'logoff' } | { kind: 'failed'; error: AcvpnError };
+
+interface Tunnel {
+  connection: TlsConnection;
+  config: TunnelConfig;
+  /** Bytes that arrived together with the CONNECT reply (the first CSTP frames). */
+  rest: Buffer;
+}
 
 const requestTimeoutMs = 30_000;
 
 export class Session {
   private state: SessionState = 'idle';
   private tun: TunDevice | undefined;
-  private routes: RouteManager | undefined;
+  private dataPath: DataPath | undefined;
+  private host: HostConfiguration | undefined;
   private channel: CstpChannel | undefined;
-  private ended: ((error: AcvpnError | undefined) => void) | undefined;
+  private linkMonitor: LinkMonitor | undefined;
   private readonly bannersSeen = new Set<string>();
   /** The TLS connection used for login and CONNECT, until the CSTP channel owns it. */
   private pendingConnection: TlsConnection | undefined;
+  /** Wakes a reconnect back-off early (a link came up) or ends a tunnel (a link went down). */
+  private networkChanged: (() => void) | undefined;
+  private lastConfig: TunnelConfig | undefined;
+  /** The device that carries the TLS connection to the headend, watched for link loss. */
+  private headendDevice: string | undefined;
 
   constructor(private readonly options: SessionOptions) {}
 
+  get currentState(): SessionState {
+    return this.state;
+  }
+
   /**
-   * Runs the session until `signal` aborts (then logs off with a BYE) or the tunnel fails.
-   * Resolves on a clean logoff; rejects with an AcvpnError otherwise. The host is restored in both cases.
+   * Runs the session until `signal` aborts (then logs off with a BYE) or the tunnel fails for
+   * good. Resolves on a clean logoff; rejects with an AcvpnError otherwise. The host is restored
+   * in both cases.
    */
   async run(signal: AbortSignal): Promise<void> {
     const log = this.options.log;
     // A signal during login or CONNECT closes the connection in use, so the request in flight
     // ends at once instead of waiting for its timeout.
     const abortPending = (): void => {
-      if (this.state === 'authenticating' || this.state === 'connecting') this.pendingConnection?.close();
+      this.pendingConnection?.close();
+      this.networkChanged?.();
     };
     signal.addEventListener('abort', abortPending, { once: true });
+
     try {
       const target = this.target();
-      const { cookie, connection: authConnection } = await this.authenticate(target, signal);
-      const { config, connection, rest } = await this.connectTunnel(target, cookie, authConnection, signal);
-      await this.configureHost(config, connection.remoteAddress);
-      await this.carryTraffic(config, connection, rest, signal);
-      this.setState('disconnected', 'logged off');
+      const login = await this.authenticate(target, signal);
+      let cookie = login.cookie;
+      let connection: TlsConnection | undefined = login.connection;
+      let lostAtMs: number | undefined;
+      let lastError: AcvpnError | undefined;
+      let attempt = 0;
+
+      for (;;) {
+        if (connection === undefined) {
+          connection = await this.reconnectWithBackoff(target, signal, lostAtMs ?? Date.now(), lastError, () => attempt++);
+          if (connection === undefined) break;
+        }
+
+        let outcome: TunnelOutcome;
+        try {
+          const tunnel = await this.connectTunnel(target, cookie, connection, signal);
+          await this.configureHost(tunnel, target);
+          lostAtMs = undefined;
+          attempt = 0;
+          outcome = await this.carryTraffic(tunnel, signal);
+        } catch (error) {
+          outcome = { kind: 'failed', error: asAcvpnError(error) };
+        }
+        connection = undefined;
+        if (outcome.kind === 'logoff' || signal.aborted) break;
+
+        lastError = outcome.error;
+        if (lastError.code === 'COOKIE_REJECTED') {
+          // The headend forgot the session (restarted, or the cookie expired). A new login needs
+          // the answers again, and only secrets that can be given twice (not one-time codes) are
+          // at hand.
+          if (!this.canLogInAgain()) {
+            throw new AcvpnError('COOKIE_REJECTED', 'the headend no longer accepts the session cookie (session expired); connect again to log in');
+          }
+          log.warn('the headend rejected the session cookie; logging in again');
+          this.setState('reconnecting', lastError.message);
+          ({ cookie, connection } = await this.authenticate(target, signal));
+          continue;
+        }
+        if (!isRecoverable(lastError)) throw lastError;
+        lostAtMs ??= Date.now();
+        this.setState('reconnecting', lastError.message);
+      }
+      this.setState('disconnected', signal.aborted ? 'logged off' : 'ended');
     } catch (error) {
+      const failure = asAcvpnError(error);
       if (signal.aborted && this.state !== 'connected' && this.state !== 'disconnecting') {
-        // Stopped by the user before the tunnel was up: nothing was set up, so this is a clean end.
-        log.info({ state: this.state }, 'stopped before the tunnel was up');
+        // Stopped by the user before or between tunnels: a clean end.
+        log.info({ state: this.state }, 'stopped by a signal');
         this.setState('disconnected', 'stopped by a signal');
         return;
       }
-      const failure = AcvpnError.is(error) ? error : new AcvpnError('INTERNAL', `internal error: ${String(error)}`, {}, { cause: error });
       this.setState('disconnected', failure.message);
       throw failure;
     } finally {
       signal.removeEventListener('abort', abortPending);
       await this.restoreHost();
-      log.info('host restored: routes removed and TUN device closed');
+      log.info('host restored: routes and DNS removed, TUN device closed');
     }
   }
 
@@ -107,8 +176,14 @@ export class Session {
   }
 
   private setState(state: SessionState, reason?: string): void {
+    if (this.state === state && reason === undefined) return;
     this.state = state;
     this.options.emit({ event: 'state', state, reason });
+  }
+
+  private canLogInAgain(): boolean {
+    const answers = this.options.answers;
+    return answers.interactive || answers.envPassword !== undefined || answers.formEntries.size > 0;
   }
 
   // ── authenticating ────────────────────────────────────────────────────────────────────────
@@ -166,19 +241,16 @@ export class Session {
 
   // ── connecting ────────────────────────────────────────────────────────────────────────────
 
-  private async connectTunnel(
-    target: TlsTarget,
-    cookie: string,
-    connection: TlsConnection,
-    signal: AbortSignal,
-  ): Promise<{ config: TunnelConfig; connection: TlsConnection; rest: Buffer }> {
+  private async connectTunnel(target: TlsTarget, cookie: string, connection: TlsConnection, signal: AbortSignal): Promise<Tunnel> {
     const { log } = this.options;
-    this.setState('connecting');
+    if (this.state !== 'reconnecting') this.setState('connecting');
     throwIfAborted(signal);
 
     const pathToHeadend = await routeToHeadend(runIp, connection.remoteAddress);
+    this.headendDevice = pathToHeadend.dev;
     const baseMtu = (await readLinkMtu(pathToHeadend.dev)) ?? 1406;
     const ipv6Path = connection.remoteAddress.includes(':');
+    const previous = this.lastConfig;
     const request = buildConnectRequest({
       host: hostHeader(target),
       userAgent: this.options.userAgent,
@@ -188,13 +260,12 @@ export class Session {
       baseMtu,
       mtu: mtuForBase(baseMtu, ipv6Path),
       addressTypes: 'IPv6,IPv4',
+      // On a reconnect, ask for the addresses the applications are already using.
+      previousAddresses: [previous?.ipv4?.address, previous?.ipv6?.address].filter((address): address is string => address !== undefined),
     });
 
     const { response, rest } = await connection.exchange(request, { headersOnly: true, timeoutMs: requestTimeoutMs });
-    if (response.status !== 200) {
-      connection.close();
-      log.debug({ status: response.status, reason: headerValue(response.headers, 'X-Reason') }, 'CONNECT rejected');
-    }
+    if (response.status !== 200) connection.close();
     const config = parseConnectResponse(response.status, response.reason, response.headers);
     for (const warning of config.warnings) log.warn(warning);
     log.info(
@@ -209,41 +280,82 @@ export class Session {
       'CSTP tunnel established',
     );
     // ocserv repeats the login banner in X-CSTP-Banner, so report that header only when its text is new.
-    if (config.banner !== undefined && !this.bannersSeen.has(config.banner)) this.options.emit({ event: 'banner', text: config.banner });
-    return { config, connection, rest };
+    if (config.banner !== undefined && !this.bannersSeen.has(config.banner)) {
+      this.bannersSeen.add(config.banner);
+      this.options.emit({ event: 'banner', text: config.banner });
+    }
+    return { connection, config, rest };
   }
 
   // ── host configuration ────────────────────────────────────────────────────────────────────
 
-  private async configureHost(config: TunnelConfig, headendIp: string): Promise<void> {
+  private async configureHost(tunnel: Tunnel, target: TlsTarget): Promise<void> {
     const { log } = this.options;
-    // Read the host's routes before the TUN device exists, so nothing of the tunnel shows up in them.
-    const host = await readHostRouting(runIp, { tunName: this.options.interfaceName, headendIp });
+    const { config } = tunnel;
 
-    this.tun = openTun({ name: this.options.interfaceName });
-    log.info({ interface: this.tun.name }, 'TUN device opened');
-    await configureTunLink(runIp, { name: this.tun.name, ipv4: config.ipv4, ipv6: config.ipv6, mtu: config.mtu });
+    if (this.tun === undefined) {
+      this.tun = openTun({ name: this.options.interfaceName });
+      log.info({ interface: this.tun.name }, 'TUN device opened');
+      this.dataPath = new DataPath(this.tun);
+      this.tun.onError((error) => {
+        log.error({ err: error }, 'TUN device failed');
+        this.channel?.close();
+      });
+      this.host = new HostConfiguration({
+        tunName: this.tun.name,
+        undoFile: join(this.options.runDir, 'routes.undo.json'),
+        resolvConfBackup: join(this.options.runDir, 'resolv.conf.backup'),
+        manageDns: this.options.manageDns,
+        log,
+      });
+      this.startLinkMonitor();
+    } else if (this.lastConfig !== undefined && !sameAddresses(this.lastConfig, config)) {
+      log.warn(
+        { before: this.lastConfig.ipv4?.address, after: config.ipv4?.address },
+        'the headend assigned a different tunnel address after the reconnect; connections using the old one will break',
+      );
+    }
 
-    const plan = planRoutes(config, { ...host, tunName: this.tun.name });
-    for (const warning of plan.warnings) log.warn(warning);
-    this.routes = new RouteManager(runIp, log, { undoFile: this.options.undoFile });
-    await this.routes.apply(plan);
+    const applied = await this.host!.apply(config, tunnel.connection.remoteAddress || target.address || target.host);
+    this.lastConfig = config;
+    log.info({ interface: this.tun.name, routes: applied.routes, dns: applied.dns }, 'routes applied');
+    this.options.emit({
+      event: 'tunnel',
+      interface: this.tun.name,
+      address: config.ipv4?.address ?? config.ipv6?.address,
+      mtu: config.mtu,
+      routes: applied.routes,
+      dns: applied.dns,
+    });
+  }
 
-    const routeTexts = plan.routes.map((route) => `${route.network.address}/${route.network.prefixLength} ${route.via}`);
-    log.info({ interface: this.tun.name, routes: routeTexts }, 'routes applied');
-    this.options.emit({ event: 'tunnel', interface: this.tun.name, address: config.ipv4?.address ?? config.ipv6?.address, mtu: config.mtu, routes: routeTexts });
+  private startLinkMonitor(): void {
+    const tunName = this.tun?.name;
+    this.linkMonitor = new LinkMonitor((change) => {
+      if (change.name === tunName) return;
+      this.options.log.debug({ interface: change.name, up: change.up }, 'network link changed');
+      // The link to the headend going down ends the tunnel at once (its TCP connection would
+      // otherwise hang until dead-peer detection), and any link coming up cuts a reconnect
+      // back-off short. Other links going down do not concern the tunnel.
+      if (!change.up && change.name === this.headendDevice && this.state === 'connected') {
+        this.options.log.info({ interface: change.name }, 'the link to the headend went down; reconnecting');
+        this.channel?.close(new AcvpnError('NETWORK_UNREACHABLE', `network link ${change.name} went down`));
+      }
+      if (change.up) this.networkChanged?.();
+    }, this.options.log);
+    this.linkMonitor.start();
   }
 
   // ── connected: the data path ──────────────────────────────────────────────────────────────
 
-  private async carryTraffic(config: TunnelConfig, connection: TlsConnection, rest: Buffer, signal: AbortSignal): Promise<void> {
+  private async carryTraffic(tunnel: Tunnel, signal: AbortSignal): Promise<TunnelOutcome> {
     const { log } = this.options;
-    const tun = this.tun;
-    if (tun === undefined) throw new AcvpnError('INTERNAL', 'internal error: TUN device missing when the tunnel started');
+    const dataPath = this.dataPath!;
+    const tun = this.tun!;
+    const { config, connection } = tunnel;
 
-    const finished = new Promise<AcvpnError | undefined>((resolve) => {
-      this.ended = resolve;
-    });
+    let finish!: (error: AcvpnError | undefined) => void;
+    const finished = new Promise<AcvpnError | undefined>((resolve) => (finish = resolve));
 
     const channel = new CstpChannel(
       connection.socket,
@@ -251,64 +363,107 @@ export class Session {
       // receive side accepts more than the MTU; the pool covers bursts of a full TUN batch.
       { dpdSeconds: config.dpdSeconds, keepaliveSeconds: config.keepaliveSeconds, maxPacketBytes: Math.max(config.mtu, 1500), poolSize: 256 },
       {
-        onPacket: (packet) => {
-          tun.write(packet, 0, packet.length);
-        },
-        onClosed: (error) => this.ended?.(error),
+        onPacket: (packet) => dataPath.deliver(packet),
+        onClosed: (error) => finish(error),
         onBackpressure: (full) => (full ? tun.pause() : tun.resume()),
       },
       log,
     );
     this.channel = channel;
-
-    tun.onPackets((buffer, lengths, count) => {
-      let offset = 0;
-      for (let index = 0; index < count; index += 1) {
-        const length = lengths[index] ?? 0;
-        channel.sendPacket(buffer, offset, length);
-        offset += length;
-      }
-    });
-
-    tun.onError((error) => {
-      log.error({ err: error }, 'TUN device failed');
-      this.ended?.(error);
-    });
-    channel.start(rest);
+    this.pendingConnection = undefined;
+    dataPath.setCstp(channel);
+    channel.start(tunnel.rest);
+    tun.resume();
     this.setState('connected');
+    this.options.emit({ event: 'channel', channel: dataPath.activeChannel });
 
     const onAbort = (): void => {
       this.setState('disconnecting', 'signal received');
-      void channel.disconnect('user logout', 2000).then(() => this.ended?.(undefined));
+      void channel.disconnect('user logout', 2000);
     };
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
 
     const error = await finished;
     signal.removeEventListener('abort', onAbort);
-    const stats = channel.statistics;
-    log.info({ ...stats }, 'CSTP channel closed');
-    if (error !== undefined) throw error;
+    dataPath.setCstp(undefined);
+    this.channel = undefined;
+    log.info({ ...channel.statistics }, 'CSTP channel closed');
+    return error === undefined ? { kind: 'logoff' } : { kind: 'failed', error };
+  }
+
+  // ── reconnecting ──────────────────────────────────────────────────────────────────────────
+
+  private async waitBeforeReconnect(delayMs: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    this.options.log.info({ delayMs }, 'reconnecting after a delay');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, delayMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.networkChanged = done;
+    });
+    this.networkChanged = undefined;
+  }
+
+  /**
+   * Opens a new TLS connection to the headend, waiting between attempts. Returns undefined when
+   * stopped by a signal; raises once network roaming is off and the give-up time has passed.
+   */
+  private async reconnectWithBackoff(
+    target: TlsTarget,
+    signal: AbortSignal,
+    lostAtMs: number,
+    lastError: AcvpnError | undefined,
+    nextAttempt: () => number,
+  ): Promise<TlsConnection | undefined> {
+    const policy = this.options.reconnect;
+    for (;;) {
+      if (shouldGiveUp(policy, lostAtMs, Date.now())) {
+        const cause = lastError === undefined ? '' : ` (last error: ${lastError.message})`;
+        throw new AcvpnError(
+          lastError?.code ?? 'NETWORK_UNREACHABLE',
+          `gave up reconnecting to the headend after ${policy.giveUpAfterMs / 1000} s because network roaming is off${cause}; connect again when the network is back`,
+        );
+      }
+      await this.waitBeforeReconnect(reconnectDelayMs(nextAttempt()), signal);
+      if (signal.aborted) return undefined;
+      try {
+        return await this.openConnection(target);
+      } catch (error) {
+        const failure = asAcvpnError(error);
+        if (!isRecoverable(failure)) throw failure;
+        lastError = failure;
+        this.options.log.info({ error: failure.message }, 'reconnect attempt failed');
+      }
+    }
   }
 
   // ── restore ───────────────────────────────────────────────────────────────────────────────
 
   private async restoreHost(): Promise<void> {
-    const { log } = this.options;
+    this.linkMonitor?.stop();
+    this.linkMonitor = undefined;
     this.channel?.close();
     this.channel = undefined;
-    if (this.routes !== undefined) {
-      try {
-        await this.routes.restore();
-      } catch (error) {
-        log.error({ err: error }, 'restoring routes failed; run acvpn cleanup');
-      }
-      this.routes = undefined;
-    }
-    if (this.tun !== undefined) {
-      this.tun.close();
-      this.tun = undefined;
-    }
+    this.pendingConnection?.close();
+    await this.host?.restore();
+    this.host = undefined;
+    this.tun?.close();
+    this.tun = undefined;
   }
+}
+
+export { defaultReconnectPolicy };
+
+function asAcvpnError(error: unknown): AcvpnError {
+  return AcvpnError.is(error) ? error : new AcvpnError('INTERNAL', `internal error: ${String(error)}`, {}, { cause: error });
+}
+
+function sameAddresses(before: TunnelConfig, after: TunnelConfig): boolean {
+  return before.ipv4?.address === after.ipv4?.address && before.ipv6?.address === after.ipv6?.address;
 }
 
 /** MTU of the device that leads to the headend: the base for the tunnel MTU request. */

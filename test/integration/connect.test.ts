@@ -10,6 +10,8 @@ import { runAcvpn, startAcvpn, type LogRecord } from './helpers/acvpn.js';
 const tunName = 'acvpn-e2e0';
 let headend: Headend;
 let routesBefore: string;
+let resolvConfBefore: string;
+const resolvConfPath = (): string => `/etc/netns/${headend.clientNs}/resolv.conf`;
 const allOutput: string[] = [];
 
 interface JsonRoute {
@@ -40,6 +42,7 @@ function errorRecords(records: LogRecord[]): LogRecord[] {
 beforeAll(async () => {
   headend = await startHeadend({ prefix: 'acvpn-e2e' });
   routesBefore = await routeTable();
+  resolvConfBefore = await readFile(resolvConfPath(), 'utf8');
 });
 
 afterAll(async () => {
@@ -96,6 +99,11 @@ describe('acvpn connect against ocserv', () => {
       ]);
       expect(echo.stdout).toBe('through the tunnel');
 
+      // split DNS: the namespace's resolv.conf points at the forwarder and searches the default domain
+      const resolvConf = await readFile(resolvConfPath(), 'utf8');
+      expect(resolvConf).toMatch(/^nameserver 127\.0\.0\.1$/m);
+      expect(resolvConf).toMatch(/^search .*corp\.example/m);
+
       // posture as ocserv saw it
       const events = await readFile(headend.connectEventsLog, 'utf8');
       const connectLine = events.split('\n').find((line) => line.includes('REASON=connect') && line.includes(`IP_REMOTE=${address}`));
@@ -111,6 +119,7 @@ describe('acvpn connect against ocserv', () => {
     // logoff: the TUN and every route are gone, and ocserv logged the user off
     expect(await linkExists(tunName)).toBe(false);
     expect(await routeTable()).toBe(routesBefore);
+    expect(await readFile(resolvConfPath(), 'utf8')).toBe(resolvConfBefore);
     const ocservLog = await readFile(headend.ocservLog, 'utf8');
     expect(ocservLog).toMatch(/received BYE packet/);
     expect(ocservLog).toMatch(/user disconnected \(reason: user disconnected/);
@@ -201,7 +210,9 @@ describe('acvpn connect against ocserv', () => {
     allOutput.push(cleanup.output);
     expect(cleanup.code, cleanup.output).toBe(0);
     expect(cleanup.records.find((record) => record.msg.startsWith('removed'))?.routes).toBe(3);
+    expect(cleanup.records.find((record) => record.msg.startsWith('removed'))?.resolvConf).toBe('restored');
     expect(await routeTable()).toBe(routesBefore);
+    expect(await readFile(resolvConfPath(), 'utf8')).toBe(resolvConfBefore);
 
     const again = await runAcvpn(headend.clientNs, ['cleanup', '--run-dir', runDir]);
     expect(again.code).toBe(0);
