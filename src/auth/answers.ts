@@ -208,7 +208,7 @@ function rejectedAfterError(form: AuthForm, username: string | undefined): Acvpn
   const forUser = username === undefined ? '' : ` for user ${JSON.stringify(username)}`;
   return new AcvpnError(
     'AUTH_REJECTED',
-    `the headend rejected the credentials${forUser}: ${form.error ?? 'no reason given'}; check the user name and password`,
+    `the headend rejected the credentials${forUser}: ${(form.error ?? 'no reason given').replace(/\.$/, '')}; check the user name and password`,
     { formId: form.id },
   );
 }

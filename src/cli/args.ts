@@ -4,7 +4,8 @@
 import { parseArgs } from 'node:util';
 import { AcvpnError } from '../core/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../core/log.js';
-import { parsePin } from '../trust/server-check.js';
+import { parsePin } from '../trust/pin.js';
+import type { TrustAnswer } from '../trust/policy.js';
 
 export interface ConnectOptions {
   command: 'connect';
@@ -15,6 +16,14 @@ export interface ConnectOptions {
   formEntries: Map<string, string>;
   caFile?: string;
   pins: string[];
+  trust: {
+    blockUntrustedServers: boolean;
+    strictCertificateTrust: boolean;
+    ocsp: boolean;
+    fips: boolean;
+  };
+  /** Answer to an "Untrusted VPN Server" decision request in non-interactive runs. */
+  trustAnswer?: TrustAnswer;
   interfaceName: string;
   dtls: boolean;
   /** Change the host's DNS (resolv.conf or systemd-resolved) for split DNS. */
@@ -71,6 +80,18 @@ Authentication:
 Server trust:
       --cafile FILE          PEM file with CA certificates to trust in addition to the system store
       --servercert PIN       accept the headend whose public key has this pin-sha256:BASE64 pin
+                             (ignored under --strict-trust)
+      --no-block-untrusted   turn off Block Untrusted Servers: an untrusted headend becomes a
+                             decision (abort, continue, or import-and-continue for a valid but
+                             untrusted certificate) instead of a refusal
+      --strict-trust         Strict Certificate Trust: refuse any certificate that does not verify,
+                             without a decision
+      --trust-answer ANSWER  answer to the decision in non-interactive runs: abort (default),
+                             continue or import-and-continue
+      --no-ocsp              do not check revocation with OCSP (default: check every certificate
+                             of the chain, 5 s timeout each)
+      --fips                 FIPS mode: TLS 1.2+ with ECDHE and AES-GCM on P-256/P-384 only;
+                             SHA-1 signatures and RSA keys under 2048 bits are refused
 
 Tunnel:
   -i, --interface NAME       TUN device name (default acvpn0)
@@ -105,6 +126,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): CliCom
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') return { command: 'help' };
   if (command === 'version' || command === '--version') return { command: 'version' };
+  if (rest.includes('--help') || rest.includes('-h')) return { command: 'help' };
   if (command === 'cleanup') return parseCleanup(rest, env);
   if (command !== 'connect') {
     throw new AcvpnError('USAGE', `unknown command ${JSON.stringify(command)}; run acvpn help for the list of commands`);
@@ -192,6 +214,13 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     formEntries,
     caFile: values.cafile,
     pins: (values.servercert ?? []).map(parsePin),
+    trust: {
+      blockUntrustedServers: !(values['no-block-untrusted'] ?? false),
+      strictCertificateTrust: values['strict-trust'] ?? false,
+      ocsp: !(values['no-ocsp'] ?? false),
+      fips: values.fips ?? false,
+    },
+    trustAnswer: parseTrustAnswer(values['trust-answer']),
     interfaceName,
     dtls: !(values['no-dtls'] ?? false),
     manageDns: !(values['no-dns'] ?? false),
@@ -226,6 +255,11 @@ function parseConnectArgs(argv: string[]) {
       'non-interactive': { type: 'boolean' },
       cafile: { type: 'string' },
       servercert: { type: 'string', multiple: true },
+      'no-block-untrusted': { type: 'boolean' },
+      'strict-trust': { type: 'boolean' },
+      'trust-answer': { type: 'string' },
+      'no-ocsp': { type: 'boolean' },
+      fips: { type: 'boolean' },
       interface: { type: 'string', short: 'i' },
       'no-dtls': { type: 'boolean' },
       'no-dns': { type: 'boolean' },
@@ -243,6 +277,12 @@ function parseConnectArgs(argv: string[]) {
       'run-dir': { type: 'string' },
     },
   });
+}
+
+function parseTrustAnswer(text: string | undefined): TrustAnswer | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'abort' || text === 'continue' || text === 'import-and-continue') return text;
+  throw new AcvpnError('USAGE', `--trust-answer must be abort, continue or import-and-continue, received ${JSON.stringify(text)}`);
 }
 
 /** Accepts https URLs and bare host names; rejects other schemes, credentials in the URL, queries. */

@@ -16,7 +16,10 @@ import { buildPosture, persistentRandomId, readHostFacts } from '../posture/coll
 import { Session } from '../session/session.js';
 import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
-import { promptOnTerminal } from './prompt.js';
+import { cancelActivePrompt, promptOnTerminal, promptTrustDecision } from './prompt.js';
+import { decideServerTrust } from '../session/server-trust.js';
+import { CertificateStore } from '../trust/store.js';
+import type { TrustAnswer, TrustPromptDetails } from '../trust/policy.js';
 import { readStdinLines } from './stdin.js';
 
 const packageVersion = readPackageVersion();
@@ -86,7 +89,19 @@ async function connect(options: ConnectOptions): Promise<number> {
       url: options.url,
       userAgent: options.userAgent ?? `AnyConnect-compatible acvpn VPN Agent v${packageVersion}`,
       posture,
-      tls: { pins: options.pins, extraCaPem, connectTimeoutMs: 15_000 },
+      tls: {
+        fips: options.trust.fips,
+        connectTimeoutMs: 15_000,
+        verifyServer: (host, chainDer) =>
+          decideServerTrust(host, chainDer, {
+            settings: options.trust,
+            pins: options.pins,
+            extraCaPem,
+            store: new CertificateStore(join(options.stateDir, 'certificates')),
+            answer: (details, allowed) => answerTrustDecision(details, allowed, options, log),
+            log,
+          }),
+      },
       answers,
       group: options.authgroup,
       interfaceName: options.interfaceName,
@@ -101,6 +116,7 @@ async function connect(options: ConnectOptions): Promise<number> {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'signal received; logging off');
       controller.abort();
+      cancelActivePrompt();
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -115,6 +131,32 @@ async function connect(options: ConnectOptions): Promise<number> {
   } finally {
     log.flush();
   }
+}
+
+/**
+ * Answers an "Untrusted VPN Server" decision request: from --trust-answer, else on the terminal
+ * when interactive, else abort. The request is also logged as an event for scripts.
+ */
+async function answerTrustDecision(details: TrustPromptDetails, allowed: TrustAnswer[], options: ConnectOptions, log: Logger): Promise<TrustAnswer> {
+  log.warn(
+    {
+      event: 'trust-decision',
+      host: details.host,
+      status: details.status,
+      blocked: details.blocked,
+      allowed,
+      reasons: details.reasons.map((reason) => reason.code),
+      subject: details.leaf.subject,
+      issuer: details.leaf.issuer,
+      fingerprintSha256: details.leaf.fingerprintSha256,
+      pin: details.leaf.publicKeyPin,
+    },
+    `${details.title}: ${details.message}`,
+  );
+  if (options.trustAnswer !== undefined) return options.trustAnswer;
+  const interactive = !options.nonInteractive && process.stdin.isTTY === true && !options.passwordOnStdin;
+  if (!interactive) return 'abort';
+  return promptTrustDecision(details, allowed.filter((answer) => answer !== 'view'));
 }
 
 function checkEnvironment(): void {

@@ -1,10 +1,9 @@
 // The TLS connection to the headend: connect, check the server certificate before a single byte
 // is written, then exchange HTTP/1.1 requests (auth dialogue) or hand the socket to CSTP.
 
-import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { AcvpnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { checkServerCertificate, type ServerTrustSettings, type TrustVerdict } from '../trust/server-check.js';
 import { HttpResponseParser, type HttpResponse } from './response-parser.js';
 
 export interface TlsTarget {
@@ -15,11 +14,32 @@ export interface TlsTarget {
   port: number;
 }
 
-export interface TlsSettings extends ServerTrustSettings {
-  /** PEM text of --cafile, added to the system CA store. */
-  extraCaPem?: string;
+/** The trust decision's result for one connection. */
+export interface TrustVerdict {
+  reason: string;
+  pin: string;
+}
+
+export interface TlsSettings {
+  /**
+   * Decides whether the headend may be talked to, from the certificate chain it sent (DER, leaf
+   * first). Called after the handshake and before anything is written; throws to refuse.
+   */
+  verifyServer(host: string, chainDer: Buffer[]): Promise<TrustVerdict>;
+  /** FIPS mode: TLS 1.2 or later with ECDHE and AES-GCM only, on P-256 or P-384. */
+  fips: boolean;
   connectTimeoutMs: number;
 }
+
+// TLS 1.3 suite names go into `ciphers` too: Node has no separate option for them.
+const fipsCiphers = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+].join(':');
 
 export class TlsConnection {
   private closedByPeer = false;
@@ -43,17 +63,15 @@ export class TlsConnection {
   }
 
   static async open(target: TlsTarget, settings: TlsSettings, log: Logger): Promise<TlsConnection> {
-    const ca = settings.extraCaPem === undefined ? undefined : [...rootCertificates, settings.extraCaPem];
-
     const socket = tlsConnect({
       host: target.address ?? target.host,
       port: target.port,
       servername: isIpLiteral(target.host) ? undefined : target.host,
-      ca,
       // The trust decision is ours, made in the secureConnect handler below before anything is
-      // written; OpenSSL's verification result is one input to it.
+      // written: chain classification, OCSP and the trust policy.
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      ...(settings.fips ? { ciphers: fipsCiphers, ecdhCurve: 'P-256:P-384' } : {}),
     });
 
     const verdict = await new Promise<TrustVerdict>((resolve, reject) => {
@@ -69,24 +87,17 @@ export class TlsConnection {
 
       socket.once('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(describeConnectError(error, target));
+        reject(describeConnectError(error, target, settings.fips));
       });
 
       socket.once('secureConnect', () => {
         clearTimeout(timer);
-        try {
-          const peer = socket.getPeerCertificate(true);
-          if (peer === null || peer.raw === undefined) {
-            throw new AcvpnError('SERVER_UNTRUSTED', `the headend ${target.host} presented no certificate`);
-          }
-          const chainError = socket.authorizationError === undefined ? undefined : String(socket.authorizationError);
-          resolve(
-            checkServerCertificate(target.host, { leafDer: peer.raw, chainVerified: socket.authorized, chainError }, settings),
-          );
-        } catch (error) {
-          socket.destroy();
-          reject(error);
-        }
+        settings
+          .verifyServer(target.host, peerChainDer(socket))
+          .then(resolve, (error: unknown) => {
+            socket.destroy();
+            reject(error);
+          });
       });
     });
 
@@ -162,8 +173,28 @@ export class TlsConnection {
   }
 }
 
-function describeConnectError(error: NodeJS.ErrnoException, target: TlsTarget): AcvpnError {
+/** The certificates the headend sent, DER, leaf first (Node links them through issuerCertificate). */
+function peerChainDer(socket: TLSSocket): Buffer[] {
+  const chain: Buffer[] = [];
+  const seen = new Set<string>();
+  let certificate = socket.getPeerCertificate(true);
+  while (certificate?.raw !== undefined && !seen.has(certificate.fingerprint256)) {
+    seen.add(certificate.fingerprint256);
+    chain.push(certificate.raw);
+    certificate = certificate.issuerCertificate;
+  }
+  return chain;
+}
+
+function describeConnectError(error: NodeJS.ErrnoException, target: TlsTarget, fips: boolean): AcvpnError {
   const where = `${target.host}:${target.port}`;
+  if (fips && /handshake failure|no shared cipher|no suitable|wrong curve|unsupported/i.test(error.message)) {
+    return new AcvpnError(
+      'TLS_FAILED',
+      `the headend ${where} does not offer a TLS setup allowed in FIPS mode (TLS 1.2 or later, ECDHE with AES-GCM, P-256 or P-384): ${error.message}`,
+      { code: error.code },
+    );
+  }
   switch (error.code) {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':

@@ -161,12 +161,14 @@ export class Session {
         this.setState('disconnected', 'stopped by a signal');
         return;
       }
-      this.setState('disconnected', failure.message);
+      // The reason is the stable code; the message itself goes to the error line.
+      this.setState('disconnected', failure.code);
       throw failure;
     } finally {
       signal.removeEventListener('abort', abortPending);
+      const configured = this.tun !== undefined;
       await this.restoreHost();
-      log.info('host restored: routes and DNS removed, TUN device closed');
+      if (configured) log.info('host restored: routes and DNS removed, TUN device closed');
     }
   }
 

@@ -1,0 +1,102 @@
+// Server trust against a real ocserv whose certificate chains to a CA the client does not know:
+// valid but untrusted ("issuer not found"). Block Untrusted Servers, the decision request with
+// its answers, import-and-continue, Strict Certificate Trust and FIPS mode.
+
+import { mkdtemp as makeTempDir, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHeadend, type Headend } from './helpers/headend.js';
+import { runAcvpn, startAcvpn, type LogRecord } from './helpers/acvpn.js';
+
+let headend: Headend;
+const stateDirs: string[] = [];
+
+async function mkdtemp(prefix: string): Promise<string> {
+  const dir = await makeTempDir(prefix);
+  stateDirs.push(dir);
+  return dir;
+}
+
+function args(stateDir: string, extra: string[]): string[] {
+  return [
+    'connect', '--user', headend.user, '--passwd-on-stdin', '--non-interactive', '--authgroup', 'staff',
+    '--interface', 'acvpn-tr0', '--state-dir', stateDir, '--no-ocsp', ...extra, headend.url,
+  ];
+}
+
+/** Connects, waits for the tunnel, logs off; returns the log records. */
+async function connectAndLogOff(extra: string[], stateDir: string): Promise<LogRecord[]> {
+  const run = startAcvpn(headend.clientNs, args(stateDir, extra), `${headend.password}\n`);
+  try {
+    await run.waitFor((record) => record.event === 'state' && record.state === 'connected');
+  } finally {
+    const exit = await run.stop();
+    expect(exit.code, run.output()).toBe(0);
+  }
+  return run.records();
+}
+
+const decisions = (records: LogRecord[]): LogRecord[] => records.filter((record) => record.event === 'trust-decision');
+
+beforeAll(async () => {
+  headend = await startHeadend({ prefix: 'acvpn-tr' });
+});
+
+afterAll(async () => {
+  await headend?.stop();
+  for (const dir of stateDirs) await rm(dir, { recursive: true, force: true });
+});
+
+describe('server trust', () => {
+  it('blocks an untrusted headend by default', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const result = await runAcvpn(headend.clientNs, args(stateDir, ['--trust-answer', 'continue']), `${headend.password}\n`);
+    expect(result.code, result.output).toBe(5);
+    const decision = decisions(result.records)[0];
+    expect(decision?.blocked).toBe(true);
+    expect(decision?.allowed).toEqual(['abort', 'change-setting']);
+    expect(decision?.reasons).toEqual(['issuer-not-found']);
+    expect(result.records.some((record) => record.msg === 'sending auth request')).toBe(false);
+  });
+
+  it('imports and then trusts without a question', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const first = await connectAndLogOff(['--no-block-untrusted', '--trust-answer', 'import-and-continue'], stateDir);
+    expect(decisions(first)[0]?.allowed).toContain('import-and-continue');
+    expect(await readdir(join(stateDir, 'certificates'))).toHaveLength(1);
+
+    const second = await connectAndLogOff([], stateDir);
+    expect(decisions(second)).toHaveLength(0);
+  });
+
+  it('continues once without importing', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    await connectAndLogOff(['--no-block-untrusted', '--trust-answer', 'continue'], stateDir);
+    const again = await runAcvpn(headend.clientNs, args(stateDir, []), `${headend.password}\n`);
+    expect(again.code, again.output).toBe(5);
+  });
+
+  it('aborts without an answer', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const result = await runAcvpn(headend.clientNs, args(stateDir, ['--no-block-untrusted']), `${headend.password}\n`);
+    expect(result.code, result.output).toBe(5);
+    expect(decisions(result.records)).toHaveLength(1);
+  });
+
+  it('strict trust ignores a continue answer and pins', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const extra = ['--strict-trust', '--no-block-untrusted', '--trust-answer', 'continue', '--servercert', headend.serverPin];
+    const result = await runAcvpn(headend.clientNs, args(stateDir, extra), `${headend.password}\n`);
+    expect(result.code, result.output).toBe(5);
+    expect(decisions(result.records)).toHaveLength(0);
+    expect(result.records.find((record) => record.level >= 50)?.msg).toMatch(/Strict Certificate Trust/);
+  });
+
+  it('connects in FIPS mode with the CA', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const records = await connectAndLogOff(['--fips', '--cafile', headend.caFile, '--log-level', 'debug'], stateDir);
+    const tls = records.find((record) => record.msg === 'TLS connection established');
+    expect(String(tls?.cipher)).toMatch(/^ECDHE-.*-AES\d+-GCM-SHA\d+$/);
+  });
+});
