@@ -573,7 +573,7 @@ describe('AuthFlow failures', () => {
     await flow.next(passwordForm);
     const error = await expectError(flow.next(errorForm));
     expect(error.code).toBe('AUTH_REJECTED');
-    expect(error.message).toContain('Login failed.');
+    expect(error.message).toContain('Login failed; check');
   });
 
   it('sends client-cert-fail without a certificate', async () => {
