@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test and demo headend: ocserv 1.1 with a throwaway PKI, one user and split routes.
 #
-#   headend.sh up    --prefix P --state-dir DIR [--full-tunnel]
+#   headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECONDS]
 #   headend.sh down  --prefix P --state-dir DIR
 #   headend.sh sweep --prefix P
 #   headend.sh serve --state-dir DIR [--full-tunnel]
@@ -50,7 +50,7 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: headend.sh up    --prefix P --state-dir DIR [--full-tunnel]
+usage: headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECONDS]
        headend.sh down  --prefix P --state-dir DIR
        headend.sh sweep --prefix P
        headend.sh serve --state-dir DIR [--full-tunnel]
@@ -64,6 +64,9 @@ EOF
 prefix=''
 state_dir=''
 full_tunnel=false
+# Dead-peer-detection interval ocserv announces; fault tests shorten it so a lost path is noticed
+# in seconds instead of minutes.
+dpd=60
 
 parse_options() {
   while (($# > 0)); do
@@ -71,6 +74,7 @@ parse_options() {
       --prefix) (($# >= 2)) || usage; prefix="$2"; shift 2 ;;
       --state-dir) (($# >= 2)) || usage; state_dir="$2"; shift 2 ;;
       --full-tunnel) full_tunnel=true; shift ;;
+      --dpd) (($# >= 2)) || usage; [[ "$2" =~ ^[1-9][0-9]{0,4}$ ]] || die "invalid --dpd '$2': use whole seconds"; dpd="$2"; shift 2 ;;
       *) log "unknown option: $1"; usage ;;
     esac
   done
@@ -193,6 +197,7 @@ write_ocserv_config() {
     "STATE_DIR=$dir" \
     "LISTEN_HOST=$listen_line" \
     "ISOLATE_WORKERS=true" \
+    "DPD=$dpd" \
     "ROUTES=$routes"
 
   install -m 0755 "$SCRIPT_DIR/connect-event.sh" "$dir/connect-event.sh"

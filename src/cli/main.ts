@@ -83,7 +83,6 @@ async function connect(options: ConnectOptions): Promise<number> {
     const extraCaPem = options.caFile === undefined ? undefined : await readCaFile(options.caFile);
     const answers = await gatherAnswers(options);
     const posture = buildPosture(packageVersion, readHostFacts(), options.posture, () => persistentRandomId(options.stateDir));
-    if (options.dtls) log.debug('DTLS is not implemented yet; all traffic goes over CSTP');
 
     const session = new Session({
       url: options.url,
@@ -107,6 +106,7 @@ async function connect(options: ConnectOptions): Promise<number> {
       interfaceName: options.interfaceName,
       runDir: options.runDir,
       manageDns: options.manageDns,
+      dtls: options.dtls,
       reconnect: { ...defaultReconnectPolicy, netroam: options.netroam },
       log,
       emit: (event) => log.info(event, event.event),

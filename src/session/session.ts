@@ -11,6 +11,7 @@
 // the tunnel address and the applications' sockets survive a short network loss. Whatever the
 // session changed on the host is undone on every exit path: clean logoff, signal, or error.
 
+import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { AcvpnError } from '../core/errors.js';
@@ -27,6 +28,8 @@ import { runIp } from '../net/ip-command.js';
 import { routeToHeadend } from '../net/routes/host-state.js';
 import { LinkMonitor } from '../net/link-monitor.js';
 import { CstpChannel } from './cstp-channel.js';
+import { DtlsChannel } from './dtls-channel.js';
+import { appIdToSessionId, derivePsk } from '../dtls/psk.js';
 import { DataPath } from './data-path.js';
 import { HostConfiguration } from './host-config.js';
 import { defaultReconnectPolicy, isRecoverable, reconnectDelayMs, shouldGiveUp, type ReconnectPolicy } from './reconnect.js';
@@ -46,6 +49,8 @@ export interface SessionOptions {
   runDir: string;
   /** False leaves the host's DNS alone. */
   manageDns: boolean;
+  /** False keeps all traffic on CSTP (--no-dtls). */
+  dtls: boolean;
   reconnect: ReconnectPolicy;
   log: Logger;
   /** Machine-readable events (state changes, banners, tunnel configuration). */
@@ -64,11 +69,23 @@ type TunnelOutcome = { kind: 'logoff' } | { kind: 'failed'; error: AcvpnError };
 interface Tunnel {
   connection: TlsConnection;
   config: TunnelConfig;
+  /** MTU of the TUN device: the CSTP MTU, lowered to what DTLS carries when DTLS is offered. */
+  tunMtu: number;
+  /** The link MTU toward the headend that the CONNECT request announced. */
+  baseMtu: number;
   /** Bytes that arrived together with the CONNECT reply (the first CSTP frames). */
   rest: Buffer;
 }
 
 const requestTimeoutMs = 30_000;
+
+// ocserv ignores a new UDP association for the same session within 3 s of the last one, and a
+// failing path should not be probed continuously; OpenConnect waits 60 s.
+const dtlsRetryDelayMs = 10_000;
+
+// The largest per-record overhead of the offered suites: 13-byte header, 8-byte explicit nonce and
+// 16-byte tag for AES-GCM, plus the AnyConnect type byte. ChaCha20-Poly1305 needs 8 bytes less.
+const dtlsWorstPacketOverhead = 13 + 8 + 16 + 1;
 
 export class Session {
   private state: SessionState = 'idle';
@@ -262,6 +279,9 @@ export class Session {
       baseMtu,
       mtu: mtuForBase(baseMtu, ipv6Path),
       addressTypes: 'IPv6,IPv4',
+      // PSK-NEGOTIATE only: acvpn does not speak the legacy resumption DTLS. ocserv enables DTLS
+      // only when it also receives a master secret, so a random one goes along (never used).
+      dtls: this.options.dtls ? { masterSecretHex: randomSecretHex(), cipherSuites: 'PSK-NEGOTIATE' } : undefined,
       // On a reconnect, ask for the addresses the applications are already using.
       previousAddresses: [previous?.ipv4?.address, previous?.ipv6?.address].filter((address): address is string => address !== undefined),
     });
@@ -286,7 +306,17 @@ export class Session {
       this.bannersSeen.add(config.banner);
       this.options.emit({ event: 'banner', text: config.banner });
     }
-    return { connection, config, rest };
+    let tunMtu = config.mtu;
+    if (this.useDtls(config)) {
+      const linkMtu = config.baseMtu ?? baseMtu;
+      const dtlsMtu = linkMtu - (ipv6Path ? 40 : 20) - 8 - dtlsWorstPacketOverhead;
+      tunMtu = Math.max(576, Math.min(config.mtu, dtlsMtu));
+    }
+    return { connection, config, rest, tunMtu, baseMtu };
+  }
+
+  private useDtls(config: TunnelConfig): boolean {
+    return this.options.dtls && config.dtls?.appId !== undefined && config.dtls.cipherSuite === 'PSK-NEGOTIATE';
   }
 
   // ── host configuration ────────────────────────────────────────────────────────────────────
@@ -318,14 +348,15 @@ export class Session {
       );
     }
 
-    const applied = await this.host!.apply(config, tunnel.connection.remoteAddress || target.address || target.host);
+    // One TUN MTU that fits both channels, so a switch between DTLS and CSTP never needs a change.
+    const applied = await this.host!.apply({ ...config, mtu: tunnel.tunMtu }, tunnel.connection.remoteAddress || target.address || target.host);
     this.lastConfig = config;
     log.info({ interface: this.tun.name, routes: applied.routes, dns: applied.dns }, 'routes applied');
     this.options.emit({
       event: 'tunnel',
       interface: this.tun.name,
       address: config.ipv4?.address ?? config.ipv6?.address,
-      mtu: config.mtu,
+      mtu: tunnel.tunMtu,
       routes: applied.routes,
       dns: applied.dns,
     });
@@ -378,6 +409,7 @@ export class Session {
     tun.resume();
     this.setState('connected');
     this.options.emit({ event: 'channel', channel: dataPath.activeChannel });
+    const dtls = this.useDtls(config) ? this.startDtls(tunnel) : undefined;
 
     const onAbort = (): void => {
       this.setState('disconnecting', 'signal received');
@@ -388,10 +420,77 @@ export class Session {
 
     const error = await finished;
     signal.removeEventListener('abort', onAbort);
+    dtls?.stop();
     dataPath.setCstp(undefined);
     this.channel = undefined;
     log.info({ ...channel.statistics }, 'CSTP channel closed');
     return error === undefined ? { kind: 'logoff' } : { kind: 'failed', error };
+  }
+
+  /**
+   * Runs the DTLS channel beside CSTP for one tunnel: data moves to DTLS once it is established,
+   * back to CSTP when it fails or dies, and DTLS is tried again after a pause.
+   */
+  private startDtls(tunnel: Tunnel): { stop(): void } {
+    const { log } = this.options;
+    const dataPath = this.dataPath!;
+    const settings = tunnel.config.dtls!;
+    const psk = derivePsk(tunnel.connection.socket);
+    const sessionId = appIdToSessionId(settings.appId!);
+    const host = tunnel.connection.remoteAddress;
+    let current: DtlsChannel | undefined;
+    let retryTimer: NodeJS.Timeout | undefined;
+    let stopped = false;
+
+    const open = (): void => {
+      if (stopped) return;
+      let wasUp = false;
+      const dtls = new DtlsChannel(
+        {
+          host,
+          port: settings.port,
+          psk,
+          sessionId,
+          handshakeMtu: tunnel.baseMtu - (host.includes(':') ? 40 : 20) - 8,
+          dpdSeconds: settings.dpdSeconds ?? tunnel.config.dpdSeconds,
+          keepaliveSeconds: settings.keepaliveSeconds ?? tunnel.config.keepaliveSeconds,
+          maxPacketBytes: Math.max(tunnel.tunMtu, 1500),
+          poolSize: 256,
+        },
+        {
+          onEstablished: (suite) => {
+            wasUp = true;
+            dataPath.setDtls(dtls);
+            log.info({ suite, port: settings.port }, 'DTLS established; data moves to DTLS');
+            this.options.emit({ event: 'channel', channel: 'dtls' });
+          },
+          onPacket: (packet) => dataPath.deliver(packet),
+          onClosed: (error) => {
+            dataPath.setDtls(undefined);
+            current = undefined;
+            log.info({ ...dtls.statistics }, 'DTLS channel closed');
+            if (stopped) return;
+            log.warn({ error: error?.message, retryInMs: dtlsRetryDelayMs }, wasUp ? 'DTLS failed; data falls back to CSTP' : 'DTLS handshake failed; staying on CSTP');
+            if (wasUp) this.options.emit({ event: 'channel', channel: dataPath.activeChannel });
+            retryTimer = setTimeout(open, dtlsRetryDelayMs);
+            retryTimer.unref();
+          },
+        },
+        log,
+      );
+      current = dtls;
+      dtls.start();
+    };
+
+    open();
+    return {
+      stop: () => {
+        stopped = true;
+        if (retryTimer !== undefined) clearTimeout(retryTimer);
+        current?.close();
+        dataPath.setDtls(undefined);
+      },
+    };
   }
 
   // ── reconnecting ──────────────────────────────────────────────────────────────────────────
@@ -459,6 +558,12 @@ export class Session {
 }
 
 export { defaultReconnectPolicy };
+
+function randomSecretHex(): string {
+  const secret = randomBytes(48).toString('hex');
+  registerSecret(secret);
+  return secret;
+}
 
 function asAcvpnError(error: unknown): AcvpnError {
   return AcvpnError.is(error) ? error : new AcvpnError('INTERNAL', `internal error: ${String(error)}`, {}, { cause: error });

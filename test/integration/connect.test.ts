@@ -229,5 +229,9 @@ describe('acvpn connect against ocserv', () => {
     const pins = tokens.filter((token) => `pin-sha256:${token}` === headend.serverPin);
     expect(tokens).toEqual(pins);
     expect(text).not.toMatch(/webvpn=[^;\s"]{8,}/);
+    // The DTLS PSK (32 bytes) and the X-DTLS-Master-Secret (48 bytes) would show as long
+    // lower-case hex runs; the device id is upper-case hex and may appear.
+    expect(text.match(/[0-9a-f]{64,}/g) ?? []).toEqual([]);
+    expect(text).toMatch(/DTLS established/);
   });
 });

@@ -31,6 +31,8 @@ export interface HeadendOptions {
   prefix: string;
   /** Push a default route (`route = default`) and no split-include or split-exclude routes. */
   fullTunnel?: boolean;
+  /** DPD interval in seconds that ocserv announces (60 when omitted). */
+  dpdSeconds?: number;
 }
 
 /** A running test headend; field values come from the state directory's headend.env. */
@@ -189,6 +191,7 @@ export async function startHeadend(options: HeadendOptions): Promise<Headend> {
   const stateDir = await mkdtemp(join(tmpdir(), `${prefix}-`));
   const upArgs = ['up', '--prefix', prefix, '--state-dir', stateDir];
   if (fullTunnel) upArgs.push('--full-tunnel');
+  if (options.dpdSeconds !== undefined) upArgs.push('--dpd', String(options.dpdSeconds));
   try {
     // On failure the script has already torn down what it built and printed the log tail.
     await runHeadendScript(upArgs);
