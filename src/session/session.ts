@@ -57,6 +57,23 @@ export interface SessionOptions {
   emit(event: SessionEvent): void;
 }
 
+export interface SessionSnapshot {
+  state: SessionState;
+  channel: 'dtls' | 'cstp' | 'none';
+  interface?: string;
+  address?: string;
+  address6?: string;
+  dnsServers: string[];
+  mtu?: number;
+  dtlsSuite?: string;
+  /** When the current tunnel came up (ISO 8601). */
+  connectedSince?: string;
+  reconnects: number;
+  cstp?: { packetsSent: number; bytesSent: number; packetsReceived: number; bytesReceived: number; packetsDropped: number; dpdRequestsSent: number };
+  dtls?: { packetsSent: number; bytesSent: number; packetsReceived: number; bytesReceived: number; packetsDropped: number; dpdRequestsSent: number };
+  droppedWithoutChannel: number;
+}
+
 export type SessionEvent =
   | { event: 'state'; state: SessionState; reason?: string }
   | { event: 'banner'; text: string }
@@ -100,6 +117,9 @@ export class Session {
   /** Wakes a reconnect back-off early (a link came up) or ends a tunnel (a link went down). */
   private networkChanged: (() => void) | undefined;
   private lastConfig: TunnelConfig | undefined;
+  private dtlsChannel: DtlsChannel | undefined;
+  private connectedSinceMs: number | undefined;
+  private reconnects = 0;
   /** The device that carries the TLS connection to the headend, watched for link loss. */
   private headendDevice: string | undefined;
 
@@ -107,6 +127,26 @@ export class Session {
 
   get currentState(): SessionState {
     return this.state;
+  }
+
+  /** A snapshot for status and statistics requests: state, addresses, channel, counters. */
+  snapshot(): SessionSnapshot {
+    const config = this.lastConfig;
+    return {
+      state: this.state,
+      channel: this.dataPath?.activeChannel ?? 'none',
+      interface: this.tun?.name,
+      address: config?.ipv4?.address,
+      address6: config?.ipv6?.address,
+      dnsServers: config?.dnsServers ?? [],
+      mtu: config?.mtu,
+      dtlsSuite: this.dtlsChannel?.established ? this.dtlsChannel.suiteName : undefined,
+      connectedSince: this.connectedSinceMs === undefined ? undefined : new Date(this.connectedSinceMs).toISOString(),
+      reconnects: this.reconnects,
+      cstp: this.channel === undefined ? undefined : { ...this.channel.statistics },
+      dtls: this.dtlsChannel === undefined ? undefined : { ...this.dtlsChannel.statistics },
+      droppedWithoutChannel: this.dataPath?.statistics.droppedWithoutChannel ?? 0,
+    };
   }
 
   /**
@@ -167,6 +207,7 @@ export class Session {
         }
         if (!isRecoverable(lastError)) throw lastError;
         lostAtMs ??= Date.now();
+        this.reconnects += 1;
         this.setState('reconnecting', lastError.message);
       }
       this.setState('disconnected', signal.aborted ? 'logged off' : 'ended');
@@ -407,6 +448,7 @@ export class Session {
     dataPath.setCstp(channel);
     channel.start(tunnel.rest);
     tun.resume();
+    this.connectedSinceMs = Date.now();
     this.setState('connected');
     this.options.emit({ event: 'channel', channel: dataPath.activeChannel });
     const dtls = this.useDtls(config) ? this.startDtls(tunnel) : undefined;
@@ -479,6 +521,7 @@ export class Session {
         log,
       );
       current = dtls;
+      this.dtlsChannel = dtls;
       dtls.start();
     };
 
