@@ -30,6 +30,8 @@ export interface ConnectOptions {
   manageDns: boolean;
   /** Keep reconnecting without a time limit (network roaming); off gives up after 20 s. */
   netroam: boolean;
+  /** vpnc-script-compatible program that sets up routes and DNS instead of acvpn. */
+  script?: string;
   logLevel: LogLevel;
   jsonLogs: boolean;
   nonInteractive: boolean;
@@ -97,6 +99,9 @@ Tunnel:
   -i, --interface NAME       TUN device name (default acvpn0)
       --no-dtls              carry all traffic over CSTP (TLS)
       --no-dns               leave the host's DNS alone (no split-DNS forwarder, resolv.conf untouched)
+  -s, --script PATH          run a vpnc-script-compatible program (OpenConnect's environment) for
+                             pre-init, connect, attempt-reconnect, reconnect and disconnect; acvpn
+                             then leaves the TUN address, routes and DNS to it
       --no-netroam           after a network loss, stop reconnecting after 20 s (default: retry
                              without a time limit)
 
@@ -225,6 +230,7 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     dtls: !(values['no-dtls'] ?? false),
     manageDns: !(values['no-dns'] ?? false),
     netroam: !(values['no-netroam'] ?? false),
+    script: values.script,
     logLevel,
     jsonLogs: values['json-logs'] ?? false,
     nonInteractive: values['non-interactive'] ?? false,
@@ -264,6 +270,7 @@ function parseConnectArgs(argv: string[]) {
       'no-dtls': { type: 'boolean' },
       'no-dns': { type: 'boolean' },
       'no-netroam': { type: 'boolean' },
+      script: { type: 'string', short: 's' },
       'version-string': { type: 'string' },
       os: { type: 'string' },
       'platform-version': { type: 'string' },

@@ -14,6 +14,7 @@ import { redactText, registerSecret } from '../core/redact.js';
 import type { AnswerSources } from '../auth/flow.js';
 import { buildPosture, persistentRandomId, readHostFacts } from '../posture/collect.js';
 import { Session } from '../session/session.js';
+import { scriptLogLevel } from '../net/script/environment.js';
 import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
 import { cancelActivePrompt, promptOnTerminal, promptTrustDecision } from './prompt.js';
@@ -107,6 +108,7 @@ async function connect(options: ConnectOptions): Promise<number> {
       runDir: options.runDir,
       manageDns: options.manageDns,
       dtls: options.dtls,
+      script: options.script === undefined ? undefined : { path: options.script, logLevel: scriptLogLevel(options.logLevel) },
       reconnect: { ...defaultReconnectPolicy, netroam: options.netroam },
       log,
       emit: (event) => log.info(event, event.event),

@@ -14,6 +14,8 @@ import { readHostRouting } from '../net/routes/host-state.js';
 import { startForwardedDns, type ForwardedDns } from '../net/dns/host-dns.js';
 import { applyResolved, detectResolved, revertResolved, runCommand } from '../net/dns/resolved.js';
 import { decideDnsRouting } from '../net/dns/routing.js';
+import { buildScriptEnvironment } from '../net/script/environment.js';
+import { runVpncScript } from '../net/script/run-script.js';
 
 export interface HostConfigurationOptions {
   tunName: string;
@@ -23,18 +25,28 @@ export interface HostConfigurationOptions {
   resolvConfBackup: string;
   /** False leaves the host's DNS alone (--no-dns). */
   manageDns: boolean;
+  /**
+   * A vpnc-script-compatible program (--script). When set, it configures the TUN link, routes and
+   * DNS instead of acvpn, with the environment OpenConnect gives it, so existing scripts keep working.
+   */
+  script?: { path: string; logLevel: number };
   log: Logger;
 }
 
 export interface AppliedConfiguration {
   routes: string[];
-  dns: 'forwarder' | 'systemd-resolved' | 'unchanged';
+  dns: 'forwarder' | 'systemd-resolved' | 'unchanged' | 'script';
 }
+
+// vpnc-script normally finishes in well under a second; a hung script must not hang the session.
+const scriptTimeoutMs = 30_000;
 
 export class HostConfiguration {
   private readonly routes: RouteManager;
   private forwardedDns: ForwardedDns | undefined;
   private resolvedLink: string | undefined;
+  /** What the script was last told, so that disconnect gets the same environment. */
+  private scriptState: { config: TunnelConfig; headendIp: string } | undefined;
 
   constructor(private readonly options: HostConfigurationOptions) {
     this.routes = new RouteManager(runIp, options.log, { undoFile: options.undoFile });
@@ -46,6 +58,12 @@ export class HostConfiguration {
    */
   async apply(config: TunnelConfig, headendIp: string): Promise<AppliedConfiguration> {
     const { log, tunName } = this.options;
+    if (this.options.script !== undefined) {
+      const reason = this.scriptState === undefined ? 'connect' : 'reconnect';
+      this.scriptState = { config, headendIp };
+      await this.runScript(reason);
+      return { routes: [`configured by ${this.options.script.path}`], dns: 'script' };
+    }
     await this.routes.restore();
     await this.restoreDns();
 
@@ -63,9 +81,46 @@ export class HostConfiguration {
     return { routes, dns };
   }
 
+  /** Runs the script with reason attempt-reconnect before a reconnect (no-op without a script). */
+  async beforeReconnect(): Promise<void> {
+    if (this.options.script !== undefined && this.scriptState !== undefined) await this.runScript('attempt-reconnect');
+  }
+
+  /** Runs the script with reason pre-init, before the TUN device exists (no-op without a script). */
+  async beforeTunDevice(config: TunnelConfig, headendIp: string): Promise<void> {
+    if (this.options.script === undefined) return;
+    const env = buildScriptEnvironment('pre-init', { config, headendIp, pid: process.pid, logLevel: this.options.script.logLevel });
+    await runVpncScript(this.options.script.path, env, { timeoutMs: scriptTimeoutMs, log: this.options.log });
+  }
+
+  private async runScript(reason: 'connect' | 'reconnect' | 'attempt-reconnect' | 'disconnect'): Promise<void> {
+    const script = this.options.script!;
+    const state = this.scriptState!;
+    const env = buildScriptEnvironment(reason, {
+      config: state.config,
+      tunName: this.options.tunName,
+      headendIp: state.headendIp,
+      pid: process.pid,
+      logLevel: script.logLevel,
+      mtu: state.config.mtu,
+    });
+    this.options.log.info({ script: script.path, reason }, 'running the vpnc-script');
+    await runVpncScript(script.path, env, { timeoutMs: scriptTimeoutMs, log: this.options.log });
+  }
+
   /** Removes every route and DNS change this object made. Safe to call twice. */
   async restore(): Promise<void> {
     const { log } = this.options;
+    if (this.options.script !== undefined) {
+      if (this.scriptState === undefined) return;
+      try {
+        await this.runScript('disconnect');
+      } catch (error) {
+        log.error({ err: error }, 'the vpnc-script failed on disconnect');
+      }
+      this.scriptState = undefined;
+      return;
+    }
     try {
       await this.restoreDns();
     } catch (error) {

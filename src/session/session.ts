@@ -51,6 +51,8 @@ export interface SessionOptions {
   manageDns: boolean;
   /** False keeps all traffic on CSTP (--no-dtls). */
   dtls: boolean;
+  /** vpnc-script-compatible program that configures routes and DNS instead of acvpn. */
+  script?: { path: string; logLevel: number };
   reconnect: ReconnectPolicy;
   log: Logger;
   /** Machine-readable events (state changes, banners, tunnel configuration). */
@@ -209,6 +211,7 @@ export class Session {
         lostAtMs ??= Date.now();
         this.reconnects += 1;
         this.setState('reconnecting', lastError.message);
+        await this.host?.beforeReconnect().catch((error: unknown) => log.warn({ err: error }, 'the vpnc-script failed on attempt-reconnect'));
       }
       this.setState('disconnected', signal.aborted ? 'logged off' : 'ended');
     } catch (error) {
@@ -367,19 +370,23 @@ export class Session {
     const { config } = tunnel;
 
     if (this.tun === undefined) {
+      const headendIp = tunnel.connection.remoteAddress || target.address || target.host;
+      const host = new HostConfiguration({
+        tunName: this.options.interfaceName,
+        undoFile: join(this.options.runDir, 'routes.undo.json'),
+        resolvConfBackup: join(this.options.runDir, 'resolv.conf.backup'),
+        manageDns: this.options.manageDns,
+        script: this.options.script,
+        log,
+      });
+      await host.beforeTunDevice({ ...config, mtu: tunnel.tunMtu }, headendIp);
       this.tun = openTun({ name: this.options.interfaceName });
+      this.host = host;
       log.info({ interface: this.tun.name }, 'TUN device opened');
       this.dataPath = new DataPath(this.tun);
       this.tun.onError((error) => {
         log.error({ err: error }, 'TUN device failed');
         this.channel?.close();
-      });
-      this.host = new HostConfiguration({
-        tunName: this.tun.name,
-        undoFile: join(this.options.runDir, 'routes.undo.json'),
-        resolvConfBackup: join(this.options.runDir, 'resolv.conf.backup'),
-        manageDns: this.options.manageDns,
-        log,
       });
       this.startLinkMonitor();
     } else if (this.lastConfig !== undefined && !sameAddresses(this.lastConfig, config)) {
