@@ -2,6 +2,7 @@
 # Test and demo headend: ocserv 1.1 with a throwaway PKI, one user and split routes.
 #
 #   headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECONDS]
+#                    [--no-split-exclude] [--ipv6] [--dns-servers] [--split-dns MODE] [--dns-outside]
 #   headend.sh down  --prefix P --state-dir DIR
 #   headend.sh sweep --prefix P
 #   headend.sh serve --state-dir DIR [--full-tunnel]
@@ -33,6 +34,25 @@ readonly DNS_SERVER=198.18.10.10
 readonly SECOND_LAN_HOST=198.18.20.20
 readonly EXCLUDED_HOST=198.18.10.200
 readonly VPN_POOL=198.19.0.0/24
+# --ipv6: the same picture in fd00::/8. The client reaches the headend over IPv4 only; its IPv6
+# link to the hub gives IPv6 split-excludes an original path. fd00:10::c8 (200) lies in the
+# excluded fd00:10::c0/122, as 198.18.10.200 lies in 198.18.10.192/26.
+readonly CLIENT_IP6=fd00:18::2
+readonly HUB_CLIENT_IP6=fd00:18::1
+readonly HUB_LAN_IP6=fd00:10::1
+readonly TARGET_HOST6=fd00:10::20
+readonly EXCLUDED_HOST6=fd00:10::c8
+readonly VPN_POOL6=fd00:acf::/64
+# --dns-outside: the tunnel DNS server sits in 198.18.30.0/24, a lan network no split-include covers.
+readonly HUB_LAN3_IP=198.18.30.1
+readonly OUTSIDE_DNS_SERVER=198.18.30.10
+# --dns-servers: the tunnel DNS server answers names under SPLIT_DNS_DOMAINS with the lan target,
+# and the local one (on the hub's client-side address, the client namespace's resolv.conf
+# nameserver) answers every name with LOCAL_DNS_ANSWER.
+readonly SPLIT_DNS_DOMAINS='corp.example lab.example'
+readonly DEFAULT_DOMAIN=corp.example
+readonly LOCAL_DNS_SERVER=$HEADEND_IP
+readonly LOCAL_DNS_ANSWER=192.0.2.1
 readonly VPN_USER=alice
 # NOTE: ocserv 1.1.6's plain backend cuts the LAST group of a passwd line at its last space
 # ("Example-VPN (Full"), so the group with spaces goes first. A login without a group choice
@@ -51,6 +71,9 @@ die() { log "error: $*"; exit 1; }
 usage() {
   cat >&2 <<'EOF'
 usage: headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECONDS]
+                         [--no-split-exclude] [--ipv6] [--dns-servers]
+                         [--split-dns list|none-default-domain|none] [--dns-outside]
+                         [--rekey SECONDS] [--rekey-method ssl|new-tunnel]
        headend.sh down  --prefix P --state-dir DIR
        headend.sh sweep --prefix P
        headend.sh serve --state-dir DIR [--full-tunnel]
@@ -67,6 +90,16 @@ full_tunnel=false
 # Dead-peer-detection interval ocserv announces; fault tests shorten it so a lost path is noticed
 # in seconds instead of minutes.
 dpd=60
+split_exclude=true
+ipv6=false
+dns_servers=false
+# list: split-dns for both domains plus the default domain; none-default-domain: the default
+# domain only; none: neither.
+split_dns=list
+dns_outside=false
+# Rekey period and method ocserv announces; rekey tests shorten the period.
+rekey_time=172800
+rekey_method=ssl
 
 parse_options() {
   while (($# > 0)); do
@@ -75,6 +108,17 @@ parse_options() {
       --state-dir) (($# >= 2)) || usage; state_dir="$2"; shift 2 ;;
       --full-tunnel) full_tunnel=true; shift ;;
       --dpd) (($# >= 2)) || usage; [[ "$2" =~ ^[1-9][0-9]{0,4}$ ]] || die "invalid --dpd '$2': use whole seconds"; dpd="$2"; shift 2 ;;
+      --no-split-exclude) split_exclude=false; shift ;;
+      --ipv6) ipv6=true; shift ;;
+      --dns-servers) dns_servers=true; shift ;;
+      --split-dns)
+        (($# >= 2)) || usage
+        [[ "$2" =~ ^(list|none-default-domain|none)$ ]] ||
+          die "invalid --split-dns '$2': use list, none-default-domain or none"
+        split_dns="$2"; shift 2 ;;
+      --dns-outside) dns_outside=true; shift ;;
+      --rekey) (($# >= 2)) || usage; [[ "$2" =~ ^[1-9][0-9]{0,5}$ ]] || die "invalid --rekey '$2': use whole seconds"; rekey_time="$2"; shift 2 ;;
+      --rekey-method) (($# >= 2)) || usage; [[ "$2" =~ ^(ssl|new-tunnel)$ ]] || die "invalid --rekey-method '$2': use ssl or new-tunnel"; rekey_method="$2"; shift 2 ;;
       *) log "unknown option: $1"; usage ;;
     esac
   done
@@ -179,6 +223,45 @@ render_template() {
   printf '%s\n' "$text" >"$output"
 }
 
+tunnel_dns_server() {
+  if [[ "$dns_outside" == true ]]; then printf '%s' "$OUTSIDE_DNS_SERVER"; else printf '%s' "$DNS_SERVER"; fi
+}
+
+# Prints the route and no-route lines. `route = default` also covers IPv6 when --ipv6 is given.
+ocserv_routes() {
+  local routes
+  if [[ "$full_tunnel" == true ]]; then
+    printf 'route = default'
+    return 0
+  fi
+  routes=$'route = 198.18.10.0/24\nroute = 198.18.20.0/24'
+  [[ "$split_exclude" == true ]] && routes+=$'\nno-route = 198.18.10.192/26'
+  if [[ "$ipv6" == true ]]; then
+    routes+=$'\nroute = fd00:10::/64'
+    [[ "$split_exclude" == true ]] && routes+=$'\nno-route = fd00:10::c0/122'
+  fi
+  printf '%s' "$routes"
+}
+
+ocserv_dns_settings() {
+  local settings domain
+  settings="dns = $(tunnel_dns_server)"
+  [[ "$split_dns" != none ]] && settings+=$'\n'"default-domain = $DEFAULT_DOMAIN"
+  if [[ "$split_dns" == list ]]; then
+    for domain in $SPLIT_DNS_DOMAINS; do settings+=$'\n'"split-dns = $domain"; done
+  fi
+  printf '%s' "$settings"
+}
+
+ocserv_ipv6_settings() {
+  if [[ "$ipv6" == true ]]; then
+    # Each client gets one address of the pool, as ocserv 1.1 does by default.
+    printf 'ipv6-network = %s\nipv6-subnet-prefix = 128' "$VPN_POOL6"
+  else
+    printf '# no IPv6 pool: clients get IPv4 only'
+  fi
+}
+
 # Writes DIR/ocserv.conf and the connect/disconnect script. LISTEN_HOST empty means every address.
 write_ocserv_config() {
   local dir="$1" listen_host="$2" listen_line routes
@@ -187,17 +270,17 @@ write_ocserv_config() {
   else
     listen_line='# listen-host unset: ocserv listens on every address'
   fi
-  if [[ "$full_tunnel" == true ]]; then
-    routes='route = default'
-  else
-    routes=$'route = 198.18.10.0/24\nroute = 198.18.20.0/24\nno-route = 198.18.10.192/26'
-  fi
+  routes="$(ocserv_routes)"
 
   render_template "$SCRIPT_DIR/ocserv.conf.in" "$dir/ocserv.conf" \
     "STATE_DIR=$dir" \
     "LISTEN_HOST=$listen_line" \
     "ISOLATE_WORKERS=true" \
     "DPD=$dpd" \
+    "REKEY_TIME=$rekey_time" \
+    "REKEY_METHOD=$rekey_method" \
+    "IPV6_SETTINGS=$(ocserv_ipv6_settings)" \
+    "DNS_SETTINGS=$(ocserv_dns_settings)" \
     "ROUTES=$routes"
 
   install -m 0755 "$SCRIPT_DIR/connect-event.sh" "$dir/connect-event.sh"
@@ -278,6 +361,27 @@ EOF
   in_ns "$lan" ip link set to-hub2 up
   # Only the VPN pool is routed back; 198.18.0.0/24 (the client's veth) stays unreachable.
   in_ns "$lan" ip route add "$VPN_POOL" via "$HUB_LAN_IP"
+
+  if [[ "$dns_outside" == true ]]; then
+    in_ns "$hub" ip addr add "$HUB_LAN3_IP/24" dev to-lan
+    in_ns "$lan" ip addr add "$OUTSIDE_DNS_SERVER/24" dev to-hub
+  fi
+  [[ "$ipv6" == true ]] && add_ipv6_addresses
+  return 0
+}
+
+# nodad makes each address usable at once instead of after duplicate address detection (~1 s).
+add_ipv6_addresses() {
+  local cli hub lan
+  cli="$(ns_cli)" hub="$(ns_hub)" lan="$(ns_lan)"
+  in_ns "$cli" ip -6 addr add "$CLIENT_IP6/64" dev to-hub nodad
+  in_ns "$cli" ip -6 route add default via "$HUB_CLIENT_IP6"
+  in_ns "$hub" ip -6 addr add "$HUB_CLIENT_IP6/64" dev to-cli nodad
+  in_ns "$hub" ip -6 addr add "$HUB_LAN_IP6/64" dev to-lan nodad
+  in_ns "$hub" sysctl -q -w net.ipv6.conf.all.forwarding=1
+  in_ns "$lan" ip -6 addr add "$TARGET_HOST6/64" dev to-hub nodad
+  in_ns "$lan" ip -6 addr add "$EXCLUDED_HOST6/64" dev to-hub nodad
+  in_ns "$lan" ip -6 route add "$VPN_POOL6" via "$HUB_LAN_IP6"
 }
 
 # Starts a background process inside a namespace and records "NAME PID" in DIR/pids.
@@ -301,6 +405,17 @@ start_echo_server() {
   local dir="$1"
   start_in_ns "$dir" echo "$(ns_lan)" "$dir/echo-server.log" \
     node "$SCRIPT_DIR/echo-server.mjs" "$TARGET_HOST" "$TARGET_TCP_PORT"
+}
+
+# Records every query in DIR/dns-tunnel.log and DIR/dns-local.log (one JSON line each).
+start_dns_servers() {
+  local dir="$1"
+  # SPLIT_DNS_DOMAINS is split into one argument per domain on purpose.
+  # shellcheck disable=SC2086
+  start_in_ns "$dir" dns-tunnel "$(ns_lan)" "$dir/dns-tunnel.log" \
+    node "$SCRIPT_DIR/dns-server.mjs" "$(tunnel_dns_server)" "$TARGET_HOST" $SPLIT_DNS_DOMAINS
+  start_in_ns "$dir" dns-local "$(ns_hub)" "$dir/dns-local.log" \
+    node "$SCRIPT_DIR/dns-server.mjs" "$LOCAL_DNS_SERVER" "$LOCAL_DNS_ANSWER"
 }
 
 start_ocserv_in_ns() {
@@ -343,6 +458,12 @@ wait_for_services() {
   wait_for_service ocserv "$(ns_hub)" "$HEADEND_IP" 443 "$ocserv_pid" "$dir/ocserv.log"
   wait_for_service 'echo server' "$(ns_lan)" "$TARGET_HOST" "$TARGET_TCP_PORT" "$echo_pid" \
     "$dir/echo-server.log"
+  if [[ "$dns_servers" == true ]]; then
+    wait_for_service 'tunnel DNS server' "$(ns_lan)" "$(tunnel_dns_server)" 53 \
+      "$(recorded_pid "$dir" dns-tunnel)" "$dir/dns-tunnel.log"
+    wait_for_service 'local DNS server' "$(ns_hub)" "$LOCAL_DNS_SERVER" 53 \
+      "$(recorded_pid "$dir" dns-local)" "$dir/dns-local.log"
+  fi
 
   # A ping rather than a TCP probe proves the client's path without adding a session to ocserv.log.
   if ! in_ns "$(ns_cli)" ping -c 1 -W 2 "$HEADEND_IP" >/dev/null; then
@@ -365,13 +486,31 @@ VPN_USER=$VPN_USER
 VPN_PASSWORD_FILE=$dir/password
 TARGET_HOST=$TARGET_HOST
 TARGET_TCP_PORT=$TARGET_TCP_PORT
-DNS_SERVER=$DNS_SERVER
+DNS_SERVER=$(tunnel_dns_server)
 EXCLUDED_HOST=$EXCLUDED_HOST
 OCSERV_LOG=$dir/ocserv.log
 CONNECT_EVENTS_LOG=$dir/connect-events.log
 OCCTL_SOCKET=$dir/occtl.socket
 SERVER_PIN=$pin
 EOF
+  if [[ "$ipv6" == true ]]; then
+    cat >>"$dir/headend.env" <<EOF
+CLIENT_IP6=$CLIENT_IP6
+HUB_CLIENT_IP6=$HUB_CLIENT_IP6
+TARGET_HOST6=$TARGET_HOST6
+EXCLUDED_HOST6=$EXCLUDED_HOST6
+EOF
+  fi
+  if [[ "$dns_servers" == true ]]; then
+    cat >>"$dir/headend.env" <<EOF
+TUNNEL_DNS_LOG=$dir/dns-tunnel.log
+TUNNEL_DNS_ANSWER=$TARGET_HOST
+LOCAL_DNS_SERVER=$LOCAL_DNS_SERVER
+LOCAL_DNS_LOG=$dir/dns-local.log
+LOCAL_DNS_ANSWER=$LOCAL_DNS_ANSWER
+EOF
+  fi
+  return 0
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +537,7 @@ stop_recorded() {
   pid_alive "$pid" || return 0
   comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
   case "$name:$comm" in
-    ocserv:ocserv* | echo:node) ;;
+    ocserv:ocserv* | echo:node | dns-tunnel:node | dns-local:node) ;;
     *) log "PID $pid now runs '$comm', not $name; leaving it alone"; return 0 ;;
   esac
   [[ "$(ip netns identify "$pid" 2>/dev/null || true)" == "$ns" ]] || return 0
@@ -451,6 +590,7 @@ cmd_up() {
   : >"$state_dir/pids"
   create_namespaces
   start_echo_server "$state_dir"
+  [[ "$dns_servers" == true ]] && start_dns_servers "$state_dir"
   start_ocserv_in_ns "$state_dir"
   wait_for_services "$state_dir"
   write_env_file "$state_dir"
@@ -466,6 +606,8 @@ cmd_down() {
   stop_namespace_processes "$(ns_cli)"
   stop_recorded "$state_dir" ocserv "$(ns_hub)"
   stop_recorded "$state_dir" echo "$(ns_lan)"
+  stop_recorded "$state_dir" dns-tunnel "$(ns_lan)"
+  stop_recorded "$state_dir" dns-local "$(ns_hub)"
   sweep_prefix
 }
 

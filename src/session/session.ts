@@ -208,6 +208,12 @@ export class Session {
           continue;
         }
         if (!isRecoverable(lastError)) throw lastError;
+        if (lastError.details.rekey === true) {
+          // A new-tunnel rekey: a fresh TLS connection and CONNECT with the same cookie, at once.
+          this.setState('reconnecting', 'rekey');
+          connection = await this.openConnection(target).catch(() => undefined);
+          if (connection !== undefined) continue;
+        }
         lostAtMs ??= Date.now();
         this.reconnects += 1;
         this.setState('reconnecting', lastError.message);
@@ -459,6 +465,7 @@ export class Session {
     this.setState('connected');
     this.options.emit({ event: 'channel', channel: dataPath.activeChannel });
     const dtls = this.useDtls(config) ? this.startDtls(tunnel) : undefined;
+    const rekeyTimer = this.scheduleRekey(tunnel, channel);
 
     const onAbort = (): void => {
       this.setState('disconnecting', 'signal received');
@@ -469,11 +476,54 @@ export class Session {
 
     const error = await finished;
     signal.removeEventListener('abort', onAbort);
+    if (rekeyTimer !== undefined) clearTimeout(rekeyTimer.current);
     dtls?.stop();
     dataPath.setCstp(undefined);
     this.channel = undefined;
     log.info({ ...channel.statistics }, 'CSTP channel closed');
     return error === undefined ? { kind: 'logoff' } : { kind: 'failed', error };
+  }
+
+  /**
+   * Rekeys the CSTP channel when the headend asks (X-CSTP-Rekey-Time): 'ssl' renegotiates the TLS
+   * session in place (TLS 1.2 only), 'new-tunnel' (and a failed renegotiation) opens a new TLS
+   * connection and CONNECT with the same cookie. DTLS takes its PSK from the current TLS session
+   * each time it starts, so a renegotiated session is picked up by the next DTLS handshake.
+   */
+  private scheduleRekey(tunnel: Tunnel, channel: CstpChannel): { current: NodeJS.Timeout } | undefined {
+    const { log } = this.options;
+    const { rekeySeconds, rekeyMethod } = tunnel.config;
+    if (rekeySeconds === undefined || rekeySeconds <= 0 || rekeyMethod === 'none') return undefined;
+    const socket = tunnel.connection.socket;
+    const newTunnel = (reason: string): void =>
+      channel.close(new AcvpnError('TLS_FAILED', `rekey: ${reason}; opening a new tunnel with the same cookie`, { rekey: true }));
+
+    const handle = { current: undefined as unknown as NodeJS.Timeout };
+    const arm = (): void => {
+      handle.current = setTimeout(rekey, Math.min(2 ** 31 - 1, rekeySeconds * 1000));
+      handle.current.unref();
+    };
+    const rekey = (): void => {
+      if (rekeyMethod === 'new-tunnel' || socket.getProtocol() === 'TLSv1.3') {
+        log.info({ method: rekeyMethod }, 'rekey: the headend asked for a new tunnel');
+        newTunnel('the rekey time passed');
+        return;
+      }
+      // NOTE: the renegotiated handshake is not passed through the trust decision again. Secure
+      // renegotiation (RFC 5746) binds it to the verified session, which is what OpenConnect relies on too.
+      const started = socket.renegotiate({ rejectUnauthorized: false }, (error) => {
+        if (error) {
+          log.warn({ error: error.message }, 'rekey by TLS renegotiation failed');
+          newTunnel(`renegotiation failed (${error.message})`);
+          return;
+        }
+        log.info('rekey: TLS session renegotiated');
+        arm();
+      });
+      if (!started) newTunnel('renegotiation could not start');
+    };
+    arm();
+    return handle;
   }
 
   /**
@@ -484,7 +534,6 @@ export class Session {
     const { log } = this.options;
     const dataPath = this.dataPath!;
     const settings = tunnel.config.dtls!;
-    const psk = derivePsk(tunnel.connection.socket);
     const sessionId = appIdToSessionId(settings.appId!);
     const host = tunnel.connection.remoteAddress;
     let current: DtlsChannel | undefined;
@@ -498,7 +547,8 @@ export class Session {
         {
           host,
           port: settings.port,
-          psk,
+          // From the TLS session as it is now: a renegotiation (ssl rekey) changes it.
+          psk: derivePsk(tunnel.connection.socket),
           sessionId,
           handshakeMtu: tunnel.baseMtu - (host.includes(':') ? 40 : 20) - 8,
           dpdSeconds: settings.dpdSeconds ?? tunnel.config.dpdSeconds,

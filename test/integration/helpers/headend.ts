@@ -33,6 +33,22 @@ export interface HeadendOptions {
   fullTunnel?: boolean;
   /** DPD interval in seconds that ocserv announces (60 when omitted). */
   dpdSeconds?: number;
+  /** False leaves out the split-exclude routes (`no-route`); true when omitted. */
+  splitExclude?: boolean;
+  /** An IPv6 pool, IPv6 split routes and IPv6 links (see `ipv6` of Headend). */
+  ipv6?: boolean;
+  /** Start the tunnel and local DNS servers that log every query (see `dns` of Headend). */
+  dnsServers?: boolean;
+  /**
+   * What ocserv announces besides the DNS server: `list` (split-dns corp.example and lab.example,
+   * default-domain corp.example; the default), `none-default-domain` (default-domain only) or
+   * `none`.
+   */
+  splitDns?: 'list' | 'none-default-domain' | 'none';
+  /** Move the tunnel DNS server to 198.18.30.10, outside every split-include. */
+  dnsOutside?: boolean;
+  /** Rekey period in seconds and method that ocserv announces (172800 s, ssl when omitted). */
+  rekey?: { seconds: number; method: 'ssl' | 'new-tunnel' };
 }
 
 /** A running test headend; field values come from the state directory's headend.env. */
@@ -58,8 +74,40 @@ export interface Headend {
   occtlSocket: string;
   /** pin-sha256:BASE64 of the server certificate's SubjectPublicKeyInfo. */
   serverPin: string;
+  /** Present with the `ipv6` option. */
+  ipv6?: HeadendIpv6;
+  /** Present with the `dnsServers` option. */
+  dns?: HeadendDnsServers;
   /** Stops every process of the headend and removes its namespaces; safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** IPv6 addresses of a headend started with `ipv6`; the headend itself stays IPv4-only. */
+export interface HeadendIpv6 {
+  /** The client namespace's own address on its link to the hub. */
+  clientIp: string;
+  /** The hub's address on that link and the client namespace's IPv6 default gateway. */
+  hubClientIp: string;
+  /** Lan host inside the IPv6 split-include fd00:10::/64. */
+  targetHost: string;
+  /** Lan host inside the IPv6 split-exclude fd00:10::c0/122. */
+  excludedHost: string;
+}
+
+/**
+ * DNS servers of a headend started with `dnsServers`. Each log holds one JSON line per query,
+ * `{"name", "type", "transport"}`, with the name lower-cased and without its final dot.
+ */
+export interface HeadendDnsServers {
+  /** Query log of the tunnel DNS server (at `dnsServer`), which knows only corp.example and lab.example. */
+  tunnelLog: string;
+  /** Address the tunnel DNS server returns for every name it knows. */
+  tunnelAnswer: string;
+  /** The resolver the client namespace's resolv.conf names; reached without the tunnel. */
+  localServer: string;
+  localLog: string;
+  /** Address the local DNS server returns for every name. */
+  localAnswer: string;
 }
 
 export interface NsExecOptions {
@@ -192,6 +240,12 @@ export async function startHeadend(options: HeadendOptions): Promise<Headend> {
   const upArgs = ['up', '--prefix', prefix, '--state-dir', stateDir];
   if (fullTunnel) upArgs.push('--full-tunnel');
   if (options.dpdSeconds !== undefined) upArgs.push('--dpd', String(options.dpdSeconds));
+  if (options.splitExclude === false) upArgs.push('--no-split-exclude');
+  if (options.ipv6 === true) upArgs.push('--ipv6');
+  if (options.dnsServers === true) upArgs.push('--dns-servers');
+  if (options.splitDns !== undefined) upArgs.push('--split-dns', options.splitDns);
+  if (options.dnsOutside === true) upArgs.push('--dns-outside');
+  if (options.rekey !== undefined) upArgs.push('--rekey', String(options.rekey.seconds), '--rekey-method', options.rekey.method);
   try {
     // On failure the script has already torn down what it built and printed the log tail.
     await runHeadendScript(upArgs);
@@ -238,6 +292,25 @@ function buildHeadend(
     connectEventsLog: requireKey(env, 'CONNECT_EVENTS_LOG'),
     occtlSocket: requireKey(env, 'OCCTL_SOCKET'),
     serverPin: requireKey(env, 'SERVER_PIN'),
+    ipv6:
+      env.TARGET_HOST6 === undefined
+        ? undefined
+        : {
+            clientIp: requireKey(env, 'CLIENT_IP6'),
+            hubClientIp: requireKey(env, 'HUB_CLIENT_IP6'),
+            targetHost: requireKey(env, 'TARGET_HOST6'),
+            excludedHost: requireKey(env, 'EXCLUDED_HOST6'),
+          },
+    dns:
+      env.TUNNEL_DNS_LOG === undefined
+        ? undefined
+        : {
+            tunnelLog: requireKey(env, 'TUNNEL_DNS_LOG'),
+            tunnelAnswer: requireKey(env, 'TUNNEL_DNS_ANSWER'),
+            localServer: requireKey(env, 'LOCAL_DNS_SERVER'),
+            localLog: requireKey(env, 'LOCAL_DNS_LOG'),
+            localAnswer: requireKey(env, 'LOCAL_DNS_ANSWER'),
+          },
     stop() {
       stopped ??= stopHeadend(prefix, stateDir);
       return stopped;
