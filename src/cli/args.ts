@@ -59,7 +59,15 @@ export type CliCommand = ConnectOptions | CleanupOptions | { command: 'help' } |
 
 export const usageText = `Usage: acvpn connect [options] URL
        acvpn cleanup [--run-dir DIR] [--log-level LEVEL] [--json-logs]
+       acvpn daemon [--socket PATH] [--run-dir DIR] [--state-dir DIR] [--netns NAME]
+                    [--answer-timeout S] [--log-level L] [--json-logs]
+       acvpn status|stats [--json] [--socket PATH]
+       acvpn disconnect|reconnect|events [--socket PATH]
        acvpn help | version
+
+acvpn daemon serves a JSON-RPC 2.0 control API (one JSON object per line) on a Unix socket
+(default <run-dir>/control.sock, mode 0660); status, stats, disconnect, reconnect and events talk
+to it. Each command takes --help.
 
 acvpn cleanup removes the routes that a killed acvpn left behind (from the undo file in the run
 directory). acvpn connect does the same before it starts.

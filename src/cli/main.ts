@@ -17,6 +17,8 @@ import { Session } from '../session/session.js';
 import { scriptLogLevel } from '../net/script/environment.js';
 import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
+import { runDaemonCommand } from './daemon-command.js';
+import { runClientCommand } from './client-commands.js';
 import { cancelActivePrompt, promptOnTerminal, promptTrustDecision } from './prompt.js';
 import { decideServerTrust } from '../session/server-trust.js';
 import { CertificateStore } from '../trust/store.js';
@@ -26,6 +28,13 @@ import { readStdinLines } from './stdin.js';
 const packageVersion = readPackageVersion();
 
 async function main(argv: string[]): Promise<number> {
+  // The daemon and its clients parse their own options.
+  const [first, ...rest] = argv;
+  if (first === 'daemon') return runDaemonCommand(rest);
+  if (first === 'status' || first === 'disconnect' || first === 'events' || first === 'stats' || first === 'reconnect') {
+    return runClientCommand(first, rest);
+  }
+
   let command;
   try {
     command = parseCommandLine(argv, process.env);

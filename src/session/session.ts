@@ -131,6 +131,17 @@ export class Session {
     return this.state;
   }
 
+  /**
+   * Replaces the current tunnel with a new one (new TLS connection and CONNECT with the same
+   * cookie), as after a network change. False when no tunnel is up.
+   */
+  reconnectNow(): boolean {
+    if (this.state !== 'connected' || this.channel === undefined) return false;
+    this.options.log.info('reconnect requested');
+    this.channel.close(new AcvpnError('NETWORK_UNREACHABLE', 'reconnect requested', { rekey: true }));
+    return true;
+  }
+
   /** A snapshot for status and statistics requests: state, addresses, channel, counters. */
   snapshot(): SessionSnapshot {
     const config = this.lastConfig;
