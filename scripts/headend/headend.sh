@@ -3,7 +3,9 @@
 #
 #   headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECONDS]
 #                    [--no-split-exclude] [--ipv6] [--dns-servers] [--split-dns MODE] [--dns-outside]
+#                    [--routed-client]
 #   headend.sh down  --prefix P --state-dir DIR
+#   headend.sh restart-ocserv --prefix P --state-dir DIR
 #   headend.sh sweep --prefix P
 #   headend.sh serve --state-dir DIR [--full-tunnel]
 #
@@ -34,8 +36,8 @@ readonly DNS_SERVER=198.18.10.10
 readonly SECOND_LAN_HOST=198.18.20.20
 readonly EXCLUDED_HOST=198.18.10.200
 readonly VPN_POOL=198.19.0.0/24
-# --ipv6: the same picture in fd00::/8. The client reaches the headend over IPv4 only; its IPv6
-# link to the hub gives IPv6 split-excludes an original path. fd00:10::c8 (200) lies in the
+# --ipv6: the same picture in fd00::/8. The client still reaches the headend over IPv4, and its
+# IPv6 link to the hub gives IPv6 split-excludes an original path. fd00:10::c8 (200) lies in the
 # excluded fd00:10::c0/122, as 198.18.10.200 lies in 198.18.10.192/26.
 readonly CLIENT_IP6=fd00:18::2
 readonly HUB_CLIENT_IP6=fd00:18::1
@@ -46,6 +48,10 @@ readonly VPN_POOL6=fd00:acf::/64
 # --dns-outside: the tunnel DNS server sits in 198.18.30.0/24, a lan network no split-include covers.
 readonly HUB_LAN3_IP=198.18.30.1
 readonly OUTSIDE_DNS_SERVER=198.18.30.10
+# --routed-client: the client's link moves to 198.18.1.0/24, so it reaches the headend's address
+# through the hub as its router instead of on its own link.
+readonly ROUTED_CLIENT_IP=198.18.1.2
+readonly HUB_ROUTER_IP=198.18.1.1
 # --dns-servers: the tunnel DNS server answers names under SPLIT_DNS_DOMAINS with the lan target,
 # and the local one (on the hub's client-side address, the client namespace's resolv.conf
 # nameserver) answers every name with LOCAL_DNS_ANSWER.
@@ -73,7 +79,8 @@ usage() {
 usage: headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECONDS]
                          [--no-split-exclude] [--ipv6] [--dns-servers]
                          [--split-dns list|none-default-domain|none] [--dns-outside]
-                         [--rekey SECONDS] [--rekey-method ssl|new-tunnel]
+                         [--routed-client]
+                         [--rekey SECONDS] [--rekey-method ssl|new-tunnel] [--cert-auth]
        headend.sh down  --prefix P --state-dir DIR
        headend.sh sweep --prefix P
        headend.sh serve --state-dir DIR [--full-tunnel]
@@ -93,13 +100,17 @@ dpd=60
 split_exclude=true
 ipv6=false
 dns_servers=false
-# list: split-dns for both domains plus the default domain; none-default-domain: the default
-# domain only; none: neither.
+# What ocserv announces besides the DNS server. `list` is split-dns for both domains plus the
+# default domain, `none-default-domain` the default domain alone, and `none` neither.
 split_dns=list
 dns_outside=false
+routed_client=false
 # Rekey period and method ocserv announces; rekey tests shorten the period.
 rekey_time=172800
 rekey_method=ssl
+# --cert-auth: ocserv accepts only client certificates (user name from the CN), and the state
+# directory gets the user's certificate as PKCS#12 in modern (AES-256) and legacy (RC2/3DES) form.
+cert_auth=false
 
 parse_options() {
   while (($# > 0)); do
@@ -117,7 +128,9 @@ parse_options() {
           die "invalid --split-dns '$2': use list, none-default-domain or none"
         split_dns="$2"; shift 2 ;;
       --dns-outside) dns_outside=true; shift ;;
+      --routed-client) routed_client=true; shift ;;
       --rekey) (($# >= 2)) || usage; [[ "$2" =~ ^[1-9][0-9]{0,5}$ ]] || die "invalid --rekey '$2': use whole seconds"; rekey_time="$2"; shift 2 ;;
+      --cert-auth) cert_auth=true; shift ;;
       --rekey-method) (($# >= 2)) || usage; [[ "$2" =~ ^(ssl|new-tunnel)$ ]] || die "invalid --rekey-method '$2': use ssl or new-tunnel"; rekey_method="$2"; shift 2 ;;
       *) log "unknown option: $1"; usage ;;
     esac
@@ -207,6 +220,51 @@ make_user() {
   chmod 0600 "$dir/ocpasswd"
 }
 
+# Creates a certificate for the user (CN = user name, TLS client usage) signed by the rig CA, and
+# writes it with its key and the CA as DIR/client.p12 (AES-256-CBC, SHA-256 MAC) and
+# DIR/client-legacy.p12 (RC2-40 certificates, 3DES key, SHA-1 MAC), both with the random password
+# in DIR/client-cert-password. Existing files are kept.
+make_client_identity() {
+  local dir="$1"
+  [[ -s "$dir/client.p12" && -s "$dir/client-legacy.p12" && -s "$dir/client-cert-password" ]] && return 0
+
+  cat >"$dir/client.tmpl" <<EOF
+cn = "$VPN_USER"
+organization = "acvpn test rig"
+serial = 3
+expiration_days = 30
+tls_www_client
+signing_key
+EOF
+  (
+    umask 077
+    certtool --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$dir/client-key.pem"
+    head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$dir/client-cert-password"
+  ) 2>/dev/null
+  certtool --generate-certificate --load-privkey "$dir/client-key.pem" \
+    --load-ca-certificate "$dir/ca.pem" --load-ca-privkey "$dir/ca-key.pem" \
+    --template "$dir/client.tmpl" --outfile "$dir/client-cert.pem" >/dev/null 2>&1
+  (
+    umask 077
+    openssl pkcs12 -export -name "$VPN_USER" -inkey "$dir/client-key.pem" -in "$dir/client-cert.pem" \
+      -certfile "$dir/ca.pem" -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 \
+      -passout "file:$dir/client-cert-password" -out "$dir/client.p12"
+    openssl pkcs12 -export -legacy -name "$VPN_USER" -inkey "$dir/client-key.pem" -in "$dir/client-cert.pem" \
+      -certfile "$dir/ca.pem" -passout "file:$dir/client-cert-password" -out "$dir/client-legacy.p12"
+  )
+}
+
+# Prints the auth line, plus what certificate authentication needs: the CA for client
+# certificates and the certificate field that contains the user name (2.5.4.3 is the CN).
+ocserv_auth_settings() {
+  local dir="$1"
+  if [[ "$cert_auth" == true ]]; then
+    printf 'auth = "certificate"\nca-cert = %s/ca.pem\ncert-user-oid = 2.5.4.3' "$dir"
+  else
+    printf 'auth = "plain[passwd=%s/ocpasswd]"' "$dir"
+  fi
+}
+
 # Replaces each @NAME@ in a template with its value. Bash pattern substitution keeps '&', '/' and
 # newlines in values literal (the replacement is quoted), which sed would not.
 render_template() {
@@ -274,6 +332,7 @@ write_ocserv_config() {
 
   render_template "$SCRIPT_DIR/ocserv.conf.in" "$dir/ocserv.conf" \
     "STATE_DIR=$dir" \
+    "AUTH_SETTINGS=$(ocserv_auth_settings "$dir")" \
     "LISTEN_HOST=$listen_line" \
     "ISOLATE_WORKERS=true" \
     "DPD=$dpd" \
@@ -297,6 +356,7 @@ prepare_headend_files() {
   chmod 0711 "$dir"
   make_pki "$dir"
   make_user "$dir"
+  if [[ "$cert_auth" == true ]]; then make_client_identity "$dir"; fi
   write_ocserv_config "$dir" "$listen_host"
 }
 
@@ -367,7 +427,18 @@ EOF
     in_ns "$lan" ip addr add "$OUTSIDE_DNS_SERVER/24" dev to-hub
   fi
   [[ "$ipv6" == true ]] && add_ipv6_addresses
+  [[ "$routed_client" == true ]] && route_client_through_hub
   return 0
+}
+
+route_client_through_hub() {
+  local cli hub
+  cli="$(ns_cli)" hub="$(ns_hub)"
+  in_ns "$hub" ip addr add "$HUB_ROUTER_IP/24" dev to-cli
+  in_ns "$cli" ip route del default
+  in_ns "$cli" ip addr del "$CLIENT_IP/24" dev to-hub
+  in_ns "$cli" ip addr add "$ROUTED_CLIENT_IP/24" dev to-hub
+  in_ns "$cli" ip route add default via "$HUB_ROUTER_IP"
 }
 
 # nodad makes each address usable at once instead of after duplicate address detection (~1 s).
@@ -510,6 +581,13 @@ LOCAL_DNS_LOG=$dir/dns-local.log
 LOCAL_DNS_ANSWER=$LOCAL_DNS_ANSWER
 EOF
   fi
+  if [[ "$cert_auth" == true ]]; then
+    cat >>"$dir/headend.env" <<EOF
+CLIENT_CERT_P12=$dir/client.p12
+CLIENT_CERT_LEGACY_P12=$dir/client-legacy.p12
+CLIENT_CERT_PASSWORD_FILE=$dir/client-cert-password
+EOF
+  fi
   return 0
 }
 
@@ -577,6 +655,17 @@ sweep_prefix() {
 # ---------------------------------------------------------------------------------------------
 # Commands
 
+# Stops ocserv and starts it again with the same configuration: every session and cookie is
+# forgotten, as after a headend reboot (fault tests use it).
+cmd_restart_ocserv() {
+  require_prefix
+  require_state_dir
+  stop_recorded "$state_dir" ocserv "$(ns_hub)"
+  start_ocserv_in_ns "$state_dir"
+  wait_for_service ocserv "$(ns_hub)" "$HEADEND_IP" 443 "$(recorded_pid "$state_dir" ocserv)" "$state_dir/ocserv.log"
+  log "restart-ocserv: ocserv runs again in $(ns_hub)"
+}
+
 cmd_up() {
   require_prefix
   require_state_dir
@@ -637,6 +726,7 @@ main() {
   case "$command" in
     up) cmd_up ;;
     down) cmd_down ;;
+    restart-ocserv) cmd_restart_ocserv ;;
     sweep) cmd_sweep ;;
     serve) cmd_serve ;;
     *) log "unknown command: $command"; usage ;;

@@ -16,6 +16,8 @@ export interface ConnectOptions {
   formEntries: Map<string, string>;
   caFile?: string;
   pins: string[];
+  /** Client certificate: a PKCS#12 file or an alias from `acvpn certs import-client`. */
+  certificate?: string;
   trust: {
     blockUntrustedServers: boolean;
     strictCertificateTrust: boolean;
@@ -63,6 +65,7 @@ export const usageText = `Usage: acvpn connect [options] URL
                     [--answer-timeout S] [--log-level L] [--json-logs]
        acvpn status|stats [--json] [--socket PATH]
        acvpn disconnect|reconnect|events [--socket PATH]
+       acvpn certs help
        acvpn help | version
 
 acvpn daemon serves a JSON-RPC 2.0 control API (one JSON object per line) on a Unix socket
@@ -85,6 +88,9 @@ Authentication:
       --form-entry NAME=VALUE
                              answer the form field NAME (repeatable)
       --non-interactive      never prompt; a missing answer is an error (exit 3)
+      --certificate FILE|ALIAS
+                             client certificate: a PKCS#12 file (its password from
+                             ACVPN_CERT_PASSWORD) or an alias from acvpn certs import-client
   ACVPN_PASSWORD in the environment answers the first password field.
 
 Server trust:
@@ -226,6 +232,7 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     authgroup: values.authgroup,
     formEntries,
     caFile: values.cafile,
+    certificate: values.certificate,
     pins: (values.servercert ?? []).map(parsePin),
     trust: {
       blockUntrustedServers: !(values['no-block-untrusted'] ?? false),
@@ -268,6 +275,7 @@ function parseConnectArgs(argv: string[]) {
       'form-entry': { type: 'string', multiple: true },
       'non-interactive': { type: 'boolean' },
       cafile: { type: 'string' },
+      certificate: { type: 'string' },
       servercert: { type: 'string', multiple: true },
       'no-block-untrusted': { type: 'boolean' },
       'strict-trust': { type: 'boolean' },

@@ -18,6 +18,8 @@ import { scriptLogLevel } from '../net/script/environment.js';
 import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
 import { runDaemonCommand } from './daemon-command.js';
+import { runCertsCommand } from './certs-command.js';
+import { ClientCertificateStore, checkClientCertificate, resolveClientIdentity, tlsClientOptions } from '../trust/client-cert.js';
 import { runClientCommand } from './client-commands.js';
 import { cancelActivePrompt, promptOnTerminal, promptTrustDecision } from './prompt.js';
 import { decideServerTrust } from '../session/server-trust.js';
@@ -31,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
   // The daemon and its clients parse their own options.
   const [first, ...rest] = argv;
   if (first === 'daemon') return runDaemonCommand(rest);
+  if (first === 'certs') return runCertsCommand(rest);
   if (first === 'status' || first === 'disconnect' || first === 'events' || first === 'stats' || first === 'reconnect') {
     return runClientCommand(first, rest);
   }
@@ -91,6 +94,17 @@ async function connect(options: ConnectOptions): Promise<number> {
       log.warn(leftovers, 'removed what a previous acvpn session left behind');
     }
     const extraCaPem = options.caFile === undefined ? undefined : await readCaFile(options.caFile);
+    const identity =
+      options.certificate === undefined
+        ? undefined
+        : await resolveClientIdentity(options.certificate, {
+            store: ClientCertificateStore.inStateDirectory(options.stateDir),
+            password: process.env.ACVPN_CERT_PASSWORD,
+          });
+    if (identity !== undefined) {
+      const problems = checkClientCertificate(identity, new Date());
+      if (problems.length > 0) log.warn({ problems }, 'the client certificate may be refused by the headend');
+    }
     const answers = await gatherAnswers(options);
     const posture = buildPosture(packageVersion, readHostFacts(), options.posture, () => persistentRandomId(options.stateDir));
 
@@ -101,6 +115,7 @@ async function connect(options: ConnectOptions): Promise<number> {
       tls: {
         fips: options.trust.fips,
         connectTimeoutMs: 15_000,
+        clientCertificate: identity === undefined ? undefined : tlsClientOptions(identity),
         verifyServer: (host, chainDer) =>
           decideServerTrust(host, chainDer, {
             settings: options.trust,

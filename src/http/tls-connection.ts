@@ -28,6 +28,11 @@ export interface TlsSettings {
   verifyServer(host: string, chainDer: Buffer[]): Promise<TrustVerdict>;
   /** FIPS mode: TLS 1.2 or later with ECDHE and AES-GCM only, on P-256 or P-384. */
   fips: boolean;
+  /**
+   * Client certificate (PEM, chain after the leaf) and key, presented on every connection: ocserv
+   * without cisco-client-compat answers 503 to a CONNECT or reconnect without it.
+   */
+  clientCertificate?: { cert: string; key: string };
   connectTimeoutMs: number;
 }
 
@@ -72,6 +77,7 @@ export class TlsConnection {
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ...(settings.fips ? { ciphers: fipsCiphers, ecdhCurve: 'P-256:P-384' } : {}),
+      ...(settings.clientCertificate ?? {}),
     });
 
     const verdict = await new Promise<TrustVerdict>((resolve, reject) => {
@@ -87,7 +93,7 @@ export class TlsConnection {
 
       socket.once('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(describeConnectError(error, target, settings.fips));
+        reject(describeConnectError(error, target, settings.fips, settings.clientCertificate !== undefined));
       });
 
       socket.once('secureConnect', () => {
@@ -186,8 +192,15 @@ function peerChainDer(socket: TLSSocket): Buffer[] {
   return chain;
 }
 
-function describeConnectError(error: NodeJS.ErrnoException, target: TlsTarget, fips: boolean): AcvpnError {
+function describeConnectError(error: NodeJS.ErrnoException, target: TlsTarget, fips: boolean, withClientCertificate: boolean): AcvpnError {
   const where = `${target.host}:${target.port}`;
+  if (withClientCertificate && (error.code === 'ECONNRESET' || /certificate|alert/i.test(error.message))) {
+    return new AcvpnError(
+      'TLS_FAILED',
+      `the headend ${where} ended the TLS handshake (${error.message}); it may have rejected the client certificate: check that its CA is the one the headend trusts`,
+      { code: error.code },
+    );
+  }
   if (fips && /handshake failure|no shared cipher|no suitable|wrong curve|unsupported/i.test(error.message)) {
     return new AcvpnError(
       'TLS_FAILED',

@@ -6,8 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nsExec, nsExecOk, sleep, startHeadend, type Headend } from './helpers/headend.js';
-import { startAcvpn, type AcvpnRun, type LogRecord } from './helpers/acvpn.js';
+import { HEADEND_SCRIPT, nsExec, nsExecOk, runCommand, sleep, startHeadend, type Headend } from './helpers/headend.js';
+import { startAcvpn, startAcvpnWithEnv, type AcvpnRun, type LogRecord } from './helpers/acvpn.js';
 
 const tunName = 'acvpn-rc0';
 let headend: Headend;
@@ -137,4 +137,43 @@ describe('automatic reconnect', () => {
     }
     expect(await routeTable()).toBe(routesBefore);
   }, 60_000);
+
+  it.each([
+    ['logs in again with ACVPN_PASSWORD', true],
+    ['reports expiry without reusable credentials', false],
+  ] as const)('after an ocserv restart: %s', async (_name, withEnvPassword) => {
+    const args = ['connect', '--user', headend.user, '--non-interactive', '--authgroup', 'staff', '--cafile', headend.caFile, '--interface', tunName, '--no-dns', headend.url];
+    const run = withEnvPassword
+      ? startAcvpnWithEnv(headend.clientNs, args, { ACVPN_PASSWORD: headend.password })
+      : startAcvpn(headend.clientNs, ['connect', '--passwd-on-stdin', ...args.slice(1)], `${headend.password}\n`);
+    try {
+      await run.waitFor(isState('connected'));
+      // The headend reboots while the client is cut off, so its goodbye never arrives and the
+      // client learns of the lost session only when its cookie is refused.
+      await linkDown();
+      const restart = await runCommand(['bash', HEADEND_SCRIPT, 'restart-ocserv', '--prefix', headend.prefix, '--state-dir', headend.stateDir], { timeoutMs: 30_000 });
+      expect(restart.exitCode, restart.stderr).toBe(0);
+      await linkUp();
+
+      if (withEnvPassword) {
+        await run.waitFor((record) => record.msg === 'the headend rejected the session cookie; logging in again', 40_000);
+        await run.waitFor(() => run.records().filter(isState('connected')).length >= 2, 40_000);
+        // Traffic flows again; the first packets may meet the routes while they are re-applied.
+        let replies = 0;
+        for (let attempt = 0; attempt < 10 && replies === 0; attempt += 1) {
+          const ping = await nsExec(headend.clientNs, ['ping', '-c', '1', '-W', '1', headend.targetHost]);
+          if (ping.exitCode === 0) replies += 1;
+        }
+        expect(replies, run.output().split('\n').slice(-25).join('\n')).toBe(1);
+      } else {
+        const exit = await run.exited;
+        expect(exit.code, run.output()).toBe(8);
+        expect(run.records().find((record) => record.level >= 50)?.msg).toMatch(/session expired/);
+      }
+    } finally {
+      await linkUp();
+      await run.stop();
+    }
+    expect(await routeTable()).toBe(routesBefore);
+  }, 90_000);
 });

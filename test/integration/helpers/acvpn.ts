@@ -27,8 +27,14 @@ export interface AcvpnRun {
 
 /** Starts `acvpn ARGS` in namespace `ns` with `--json-logs`; `input` goes to stdin, then EOF. */
 export function startAcvpn(ns: string, args: string[], input = ''): AcvpnRun {
+  return startAcvpnWithEnv(ns, args, {}, input);
+}
+
+/** Like startAcvpn, with extra environment variables (for example ACVPN_PASSWORD). */
+export function startAcvpnWithEnv(ns: string, args: string[], env: Record<string, string>, input = ''): AcvpnRun {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ACVPN_BIN, ...args, '--json-logs'], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let text = '';
   child.stdout?.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));

@@ -47,8 +47,18 @@ export interface HeadendOptions {
   splitDns?: 'list' | 'none-default-domain' | 'none';
   /** Move the tunnel DNS server to 198.18.30.10, outside every split-include. */
   dnsOutside?: boolean;
+  /**
+   * Put the client namespace on 198.18.1.2/24 with the hub (198.18.1.1) as its default router, so
+   * the headend's address is no longer on the client's own link.
+   */
+  routedClient?: boolean;
   /** Rekey period in seconds and method that ocserv announces (172800 s, ssl when omitted). */
   rekey?: { seconds: number; method: 'ssl' | 'new-tunnel' };
+  /**
+   * Certificate authentication only (`auth = "certificate"`, user name from the CN): a login
+   * without a client certificate fails. See `clientCertificate` of Headend.
+   */
+  certAuth?: boolean;
 }
 
 /** A running test headend; field values come from the state directory's headend.env. */
@@ -78,6 +88,8 @@ export interface Headend {
   ipv6?: HeadendIpv6;
   /** Present with the `dnsServers` option. */
   dns?: HeadendDnsServers;
+  /** Present with the `certAuth` option. */
+  clientCertificate?: HeadendClientCertificate;
   /** Stops every process of the headend and removes its namespaces; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -95,19 +107,31 @@ export interface HeadendIpv6 {
 }
 
 /**
- * DNS servers of a headend started with `dnsServers`. Each log holds one JSON line per query,
+ * DNS servers of a headend started with `dnsServers`. Each log contains one JSON line per query,
  * `{"name", "type", "transport"}`, with the name lower-cased and without its final dot.
  */
 export interface HeadendDnsServers {
-  /** Query log of the tunnel DNS server (at `dnsServer`), which knows only corp.example and lab.example. */
+  /** Query log of the tunnel DNS server (at `dnsServer`), which has records only under corp.example and lab.example. */
   tunnelLog: string;
-  /** Address the tunnel DNS server returns for every name it knows. */
+  /** Address the tunnel DNS server returns for every name it has a record for. */
   tunnelAnswer: string;
   /** The resolver the client namespace's resolv.conf names; reached without the tunnel. */
   localServer: string;
   localLog: string;
   /** Address the local DNS server returns for every name. */
   localAnswer: string;
+}
+
+/**
+ * The user's certificate (CN = user, signed by the headend CA, EC P-256 key) of a headend started
+ * with `certAuth`, as two PKCS#12 files with the CA included and the same password.
+ */
+export interface HeadendClientCertificate {
+  /** AES-256-CBC encryption and a SHA-256 MAC, which Node reads itself. */
+  p12File: string;
+  /** `openssl pkcs12 -legacy`: RC2-40 certificates, 3DES key, SHA-1 MAC. */
+  legacyP12File: string;
+  password: string;
 }
 
 export interface NsExecOptions {
@@ -245,13 +269,23 @@ export async function startHeadend(options: HeadendOptions): Promise<Headend> {
   if (options.dnsServers === true) upArgs.push('--dns-servers');
   if (options.splitDns !== undefined) upArgs.push('--split-dns', options.splitDns);
   if (options.dnsOutside === true) upArgs.push('--dns-outside');
+  if (options.routedClient === true) upArgs.push('--routed-client');
   if (options.rekey !== undefined) upArgs.push('--rekey', String(options.rekey.seconds), '--rekey-method', options.rekey.method);
+  if (options.certAuth === true) upArgs.push('--cert-auth');
   try {
     // On failure the script has already torn down what it built and printed the log tail.
     await runHeadendScript(upArgs);
     const env = parseEnvFile(await readFile(join(stateDir, 'headend.env'), 'utf8'));
     const password = (await readFile(requireKey(env, 'VPN_PASSWORD_FILE'), 'utf8')).trim();
-    return buildHeadend(prefix, fullTunnel, stateDir, env, password);
+    const headend = buildHeadend(prefix, fullTunnel, stateDir, env, password);
+    if (env.CLIENT_CERT_P12 !== undefined) {
+      headend.clientCertificate = {
+        p12File: env.CLIENT_CERT_P12,
+        legacyP12File: requireKey(env, 'CLIENT_CERT_LEGACY_P12'),
+        password: (await readFile(requireKey(env, 'CLIENT_CERT_PASSWORD_FILE'), 'utf8')).trim(),
+      };
+    }
+    return headend;
   } catch (err) {
     await runHeadendScript(['down', '--prefix', prefix, '--state-dir', stateDir]).catch(() => {});
     await rm(stateDir, { recursive: true, force: true });
