@@ -16,7 +16,7 @@ import { redactText } from '../core/redact.js';
 import { Daemon } from '../control/daemon.js';
 import { DEFAULT_ANSWER_TIMEOUT_MS } from '../control/prompt-broker.js';
 import { ControlServer } from '../control/server.js';
-import { readPackageVersion } from '../control/session-factory.js';
+import { readPackageVersion } from '../session/host-setup.js';
 
 /** Set in the copy started under `ip netns exec`, so that it does not start itself again. */
 const NETNS_MARK_VARIABLE = 'ACVPN_DAEMON_NETNS';

@@ -2,18 +2,14 @@
 // The acvpn command: parses arguments, checks the host, collects the values for the login form,
 // runs one session in the foreground and turns its outcome into an exit code.
 
-import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AcvpnError, ExitCode, toAcvpnError } from '../core/errors.js';
+import { ExitCode, toAcvpnError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
-import { runIp } from '../net/ip-command.js';
-import { RouteManager } from '../net/routes/apply.js';
-import { restoreResolvConf, type RestoreResult } from '../net/dns/resolv-conf.js';
 import { redactText, registerSecret } from '../core/redact.js';
 import type { AnswerSources } from '../auth/flow.js';
 import { buildPosture, persistentRandomId, readHostFacts } from '../posture/collect.js';
 import { Session } from '../session/session.js';
+import { checkEnvironment, readCaFile, readPackageVersion, removeLeftovers } from '../session/host-setup.js';
 import { scriptLogLevel } from '../net/script/environment.js';
 import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { parseCommandLine, usageText, type CleanupOptions, type ConnectOptions } from './args.js';
@@ -73,16 +69,6 @@ async function cleanup(options: CleanupOptions): Promise<number> {
   } finally {
     log.flush();
   }
-}
-
-/**
- * Removes the routes recorded in the undo file and puts back the resolv.conf backup of a session
- * that ended without restoring them (a killed process). The file names match the session's.
- */
-async function removeLeftovers(runDir: string, log: Logger): Promise<{ routes: number; resolvConf: RestoreResult }> {
-  const routes = await RouteManager.undoFromFile(runIp, join(runDir, 'routes.undo.json'), log);
-  const resolvConf = await restoreResolvConf('/etc/resolv.conf', join(runDir, 'resolv.conf.backup'));
-  return { routes, resolvConf };
 }
 
 async function connect(options: ConnectOptions): Promise<number> {
@@ -185,31 +171,6 @@ async function answerTrustDecision(details: TrustPromptDetails, allowed: TrustAn
   return promptTrustDecision(details, allowed.filter((answer) => answer !== 'view'));
 }
 
-function checkEnvironment(): void {
-  if (process.getuid !== undefined && process.getuid() !== 0) {
-    throw new AcvpnError('ENV_NOT_ROOT', 'acvpn connect needs root (or CAP_NET_ADMIN) to create the TUN device and routes; run it with sudo');
-  }
-  try {
-    accessSync('/dev/net/tun', fsConstants.R_OK | fsConstants.W_OK);
-  } catch {
-    throw new AcvpnError('ENV_NO_TUN', '/dev/net/tun is missing or not accessible; load the tun kernel module (modprobe tun)');
-  }
-}
-
-async function readCaFile(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new AcvpnError('USAGE', `cannot read --cafile ${path} (${code}); give the path of a PEM file with CA certificates`);
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new AcvpnError('USAGE', `--cafile ${path} contains no PEM certificate; give a PEM file with CA certificates`);
-  }
-  return text;
-}
-
 async function gatherAnswers(options: ConnectOptions): Promise<AnswerSources> {
   const secretLines = options.passwordOnStdin ? await readStdinLines(process.stdin) : [];
   for (const line of secretLines) registerSecret(line);
@@ -233,15 +194,6 @@ function reportEarlyError(error: unknown): number {
   const failure = toAcvpnError(error);
   process.stderr.write(`acvpn: ${redactText(failure.message)}\n`);
   return failure.exitCode;
-}
-
-function readPackageVersion(): string {
-  try {
-    const path = new URL('../../package.json', import.meta.url);
-    return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
 }
 
 main(process.argv.slice(2)).then(

@@ -1,20 +1,12 @@
 // Builds the SessionOptions for a `connect` request with the same construction as `acvpn connect`.
 // The request's values override the daemon's settings. Prompts and trust decisions go to the
 // prompt broker (events and `answer` requests) instead of a terminal.
-//
-// NOTE: checkEnvironment, readCaFile, removeLeftovers and readPackageVersion repeat the ones in
-// src/cli/main.ts line for line; they belong in one shared module that both import.
 
-import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AcvpnError } from '../core/errors.js';
+import { checkEnvironment, readCaFile, readPackageVersion, removeLeftovers } from '../session/host-setup.js';
 import type { Logger } from '../core/log.js';
 import { registerSecret } from '../core/redact.js';
 import type { AnswerSources } from '../auth/flow.js';
-import { runIp } from '../net/ip-command.js';
-import { RouteManager } from '../net/routes/apply.js';
-import { restoreResolvConf, type RestoreResult } from '../net/dns/resolv-conf.js';
 import { buildPosture, persistentRandomId, readHostFacts } from '../posture/collect.js';
 import { defaultReconnectPolicy } from '../session/reconnect.js';
 import { decideServerTrust } from '../session/server-trust.js';
@@ -123,42 +115,4 @@ async function answerTrustDecision(details: TrustPromptDetails, allowed: TrustAn
   );
 }
 
-function checkEnvironment(): void {
-  if (process.getuid !== undefined && process.getuid() !== 0) {
-    throw new AcvpnError('ENV_NOT_ROOT', 'the acvpn daemon needs root (or CAP_NET_ADMIN) to create the TUN device and routes; run it with sudo');
-  }
-  try {
-    accessSync('/dev/net/tun', fsConstants.R_OK | fsConstants.W_OK);
-  } catch {
-    throw new AcvpnError('ENV_NO_TUN', '/dev/net/tun is missing or not accessible; load the tun kernel module (modprobe tun)');
-  }
-}
-
-async function readCaFile(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new AcvpnError('USAGE', `cannot read cafile ${path} (${code}); give the path of a PEM file with CA certificates readable by the daemon`);
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new AcvpnError('USAGE', `cafile ${path} contains no PEM certificate; give a PEM file with CA certificates`);
-  }
-  return text;
-}
-
-async function removeLeftovers(runDir: string, log: Logger): Promise<{ routes: number; resolvConf: RestoreResult }> {
-  const routes = await RouteManager.undoFromFile(runIp, join(runDir, 'routes.undo.json'), log);
-  const resolvConf = await restoreResolvConf('/etc/resolv.conf', join(runDir, 'resolv.conf.backup'));
-  return { routes, resolvConf };
-}
-
-export function readPackageVersion(): string {
-  try {
-    const path = new URL('../../package.json', import.meta.url);
-    return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-}
+export { readPackageVersion };

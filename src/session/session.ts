@@ -13,7 +13,6 @@
 
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
 import { AcvpnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { registerSecret } from '../core/redact.js';
@@ -32,6 +31,7 @@ import { DtlsChannel } from './dtls-channel.js';
 import { appIdToSessionId, derivePsk } from '../dtls/psk.js';
 import { DataPath } from './data-path.js';
 import { HostConfiguration } from './host-config.js';
+import { resolvConfBackupPath, undoFilePath } from './host-setup.js';
 import { defaultReconnectPolicy, isRecoverable, reconnectDelayMs, shouldGiveUp, type ReconnectPolicy } from './reconnect.js';
 
 export type SessionState = 'idle' | 'authenticating' | 'connecting' | 'connected' | 'reconnecting' | 'disconnecting' | 'disconnected';
@@ -390,8 +390,8 @@ export class Session {
       const headendIp = tunnel.connection.remoteAddress || target.address || target.host;
       const host = new HostConfiguration({
         tunName: this.options.interfaceName,
-        undoFile: join(this.options.runDir, 'routes.undo.json'),
-        resolvConfBackup: join(this.options.runDir, 'resolv.conf.backup'),
+        undoFile: undoFilePath(this.options.runDir),
+        resolvConfBackup: resolvConfBackupPath(this.options.runDir),
         manageDns: this.options.manageDns,
         script: this.options.script,
         log,
