@@ -59,10 +59,9 @@ export class RouteManager {
     return this.serialize(async () => {
       const routes = plan.routes.map((entry) => toInstalledRoute(entry, plan.tunName));
       const lines = routes.map((route, index) => {
-        // `replace` for the headend's host route: a route for it left by an earlier session or
-        // by hand must not stop the tunnel from coming up.
-        // NOTE: restore() deletes that route instead of putting back the one it replaced, so a
-        // host route to the headend that the administrator had set up is lost after a session.
+        // `replace` for the headend's host route: one left by a session that died between the
+        // host-state read and this batch must not stop the tunnel from coming up. A host route to
+        // the headend that exists when the session starts is never replaced: the plan then adds none.
         const verb = plan.routes[index]?.role === 'headend' ? 'replace' : 'add';
         return ['route', verb, ...routeSpec(route)];
       });

@@ -138,6 +138,13 @@ export async function snapshotRoutes(run: IpRunner): Promise<RouteSnapshot> {
   return { ipv4, ipv6 };
 }
 
+/** True when the main table has a route for exactly `address` (/32 or /128). */
+async function hostRouteExists(run: IpRunner, address: string, family: 4 | 6): Promise<boolean> {
+  const argv = [`-${family}`, '-json', 'route', 'show', 'table', 'main', `${address}/${family === 4 ? 32 : 128}`];
+  const routes = parseRouteList((await run(argv)).stdout, argv);
+  return routes.length > 0;
+}
+
 /** Collects everything planRoutes needs about the host, for a tunnel on `tunName`. */
 export async function readHostRouting(
   run: IpRunner,
@@ -150,6 +157,7 @@ export async function readHostRouting(
     tunName: target.tunName,
     headendIp: target.headendIp,
     pathToHeadend,
+    headendHostRouteExists: await hostRouteExists(run, target.headendIp, family),
     sameFamilyPath: await defaultPath(run, family),
     otherFamilyPath: await defaultPath(run, otherFamily),
     connectedNetworks: await connectedNetworks(run, { excludeDevices: [target.tunName] }),

@@ -66,6 +66,12 @@ export interface HostRouting {
   pathToHeadend: OriginalPath & { local?: boolean };
   /** The default route of the family the headend address is not in, when the host has one. */
   otherFamilyPath?: OriginalPath;
+  /**
+   * True when the host already has a route for exactly the headend's address (for example one the
+   * administrator set up). It is more specific than any tunnel route, so acvpn adds none and, more
+   * to the point, never replaces and later deletes it.
+   */
+  headendHostRouteExists?: boolean;
   /** The default route of the headend's own family, when the host has one. */
   sameFamilyPath?: OriginalPath;
   /** Networks reached without a router (see connectedNetworks in host-state.ts). */
@@ -232,7 +238,7 @@ function planExcludes(
 
 // Rule 6: decide by longest-prefix match over the planned routes and the connected networks.
 function planHeadendRoute(host: HostRouting, family: 4 | 6, planned: RouteEntry[]): RouteEntry | undefined {
-  if (host.pathToHeadend.local === true) return undefined;
+  if (host.pathToHeadend.local === true || host.headendHostRouteExists === true) return undefined;
 
   let bestPrefix = -1;
   let bestIsTunnel = false;

@@ -135,6 +135,7 @@ describe('readHostRouting', () => {
       '-json route get 203.0.113.10': '[{"dst":"203.0.113.10","gateway":"198.18.70.1","dev":"v0","prefsrc":"198.18.70.2","flags":[]}]',
       '-6 -json route show table main default': '[{"dst":"default","gateway":"fd00:70::1","dev":"v0","metric":1024,"flags":[]}]',
       '-4 -json route show table main default': '[{"dst":"default","gateway":"198.18.70.1","dev":"v0","flags":[]}]',
+      '-4 -json route show table main 203.0.113.10/32': '[]',
       '-4 -json route show table main': ipv4Table,
       '-6 -json route show table main': ipv6Table,
     });
@@ -145,6 +146,7 @@ describe('readHostRouting', () => {
     expect(host.pathToHeadend).toEqual({ gateway: '198.18.70.1', dev: 'v0', src: '198.18.70.2', local: false });
     expect(host.otherFamilyPath).toEqual({ gateway: 'fd00:70::1', dev: 'v0' });
     expect(host.sameFamilyPath).toEqual({ gateway: '198.18.70.1', dev: 'v0' });
+    expect(host.headendHostRouteExists).toBe(false);
     expect(host.connectedNetworks).toHaveLength(4);
   });
 });

@@ -271,6 +271,13 @@ const cases: PlanCase[] = [
     warnings: [],
   },
   {
+    name: 'existing host route to the headend kept',
+    config: {},
+    host: { headendHostRouteExists: true },
+    routes: ['0.0.0.0/1 tunnel full-tunnel', '128.0.0.0/1 tunnel full-tunnel'],
+    warnings: [/without an IPv6 address and without client bypass/],
+  },
+  {
     name: 'on-link headend, exclude via default router',
     config: { splitInclude: [net('198.18.10.0/24')], splitExclude: [net('198.18.10.192/26')] },
     host: {
