@@ -107,6 +107,8 @@ dns_outside=false
 routed_client=false
 # Rekey period and method ocserv announces; rekey tests shorten the period.
 rekey_time=172800
+# Which server certificate the headend presents; trust tests ask for a faulty one.
+server_cert_kind=valid
 rekey_method=ssl
 # --cert-auth: ocserv accepts only client certificates (user name from the CN), and the state
 # directory gets the user's certificate as PKCS#12 in modern (AES-256) and legacy (RC2/3DES) form.
@@ -130,6 +132,7 @@ parse_options() {
       --dns-outside) dns_outside=true; shift ;;
       --routed-client) routed_client=true; shift ;;
       --rekey) (($# >= 2)) || usage; [[ "$2" =~ ^[1-9][0-9]{0,5}$ ]] || die "invalid --rekey '$2': use whole seconds"; rekey_time="$2"; shift 2 ;;
+      --server-cert) (($# >= 2)) || usage; [[ "$2" =~ ^(valid|self-signed|expired|wrong-name)$ ]] || die "invalid --server-cert '$2': use valid, self-signed, expired or wrong-name"; server_cert_kind="$2"; shift 2 ;;
       --cert-auth) cert_auth=true; shift ;;
       --rekey-method) (($# >= 2)) || usage; [[ "$2" =~ ^(ssl|new-tunnel)$ ]] || die "invalid --rekey-method '$2': use ssl or new-tunnel"; rekey_method="$2"; shift 2 ;;
       *) log "unknown option: $1"; usage ;;
@@ -190,9 +193,20 @@ EOF
   ) 2>/dev/null
   certtool --generate-self-signed --load-privkey "$dir/ca-key.pem" \
     --template "$dir/ca.tmpl" --outfile "$dir/ca.pem" >/dev/null 2>&1
-  certtool --generate-certificate --load-privkey "$dir/server-key.pem" \
-    --load-ca-certificate "$dir/ca.pem" --load-ca-privkey "$dir/ca-key.pem" \
-    --template "$dir/server.tmpl" --outfile "$dir/server-cert.pem" >/dev/null 2>&1
+  case "$server_cert_kind" in
+    valid) ;;
+    # Trust tests: the same name and key, with one thing wrong.
+    expired) sed -i 's/^expiration_days = .*/expiration_date = "2020-01-02 00:00:00"\nactivation_date = "2020-01-01 00:00:00"/' "$dir/server.tmpl" ;;
+    wrong-name) sed -i "s/^cn = .*/cn = \"other.rig.test\"/; s/^dns_name = .*/dns_name = \"other.rig.test\"/; /^ip_address/d" "$dir/server.tmpl" ;;
+  esac
+  if [[ "$server_cert_kind" == self-signed ]]; then
+    certtool --generate-self-signed --load-privkey "$dir/server-key.pem" \
+      --template "$dir/server.tmpl" --outfile "$dir/server-cert.pem" >/dev/null 2>&1
+  else
+    certtool --generate-certificate --load-privkey "$dir/server-key.pem" \
+      --load-ca-certificate "$dir/ca.pem" --load-ca-privkey "$dir/ca-key.pem" \
+      --template "$dir/server.tmpl" --outfile "$dir/server-cert.pem" >/dev/null 2>&1
+  fi
   chmod 0644 "$dir/ca.pem" "$dir/server-cert.pem"
 }
 

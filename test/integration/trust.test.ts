@@ -6,7 +6,8 @@ import { mkdtemp as makeTempDir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHeadend, type Headend } from './helpers/headend.js';
+import { sleep, startHeadend, type Headend } from './helpers/headend.js';
+import { spawn } from 'node:child_process';
 import { runAcvpn, startAcvpn, type LogRecord } from './helpers/acvpn.js';
 
 let headend: Headend;
@@ -98,5 +99,78 @@ describe('server trust', () => {
     const records = await connectAndLogOff(['--fips', '--cafile', headend.caFile, '--log-level', 'debug'], stateDir);
     const tls = records.find((record) => record.msg === 'TLS connection established');
     expect(String(tls?.cipher)).toMatch(/^ECDHE-.*-AES\d+-GCM-SHA\d+$/);
+  });
+
+  it('FIPS mode refuses a ChaCha20-only server', async () => {
+    // openssl s_server in the headend's namespace with the headend's own certificate, offering
+    // only ECDHE-RSA-CHACHA20-POLY1305 over TLS 1.2.
+    const server = spawn('ip', [
+      'netns', 'exec', headend.hubNs, 'openssl', 's_server', '-accept', `${headend.headendIp}:8443`, '-tls1_2',
+      '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305', '-cert', join(headend.stateDir, 'server-cert.pem'),
+      '-key', join(headend.stateDir, 'server-key.pem'), '-quiet',
+    ], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      await sleep(500);
+      const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+      const url = headend.url.replace(/\/?$/, ':8443');
+      const result = await runAcvpn(headend.clientNs, [...args(stateDir, ['--fips', '--cafile', headend.caFile]).slice(0, -1), url], `${headend.password}\n`);
+      expect(result.code, result.output).toBe(6);
+      expect(result.records.find((record) => record.level >= 50)?.msg).toMatch(/FIPS mode/);
+    } finally {
+      server.kill('SIGTERM');
+    }
+  });
+});
+
+describe.each([
+  ['self-signed', 'untrusted', 'self-signed'],
+  ['expired', 'invalid', 'expired'],
+  ['wrong-name', 'invalid', 'name-mismatch'],
+] as const)('server certificate %s', (kind, status, reason) => {
+  let faulty: Headend;
+
+  beforeAll(async () => {
+    faulty = await startHeadend({ prefix: `acvpn-tf${kind.slice(0, 2)}`, serverCert: kind });
+  });
+
+  afterAll(async () => {
+    await faulty?.stop();
+  });
+
+  function faultyArgs(stateDir: string, extra: string[]): string[] {
+    return [
+      'connect', '--user', faulty.user, '--passwd-on-stdin', '--non-interactive', '--authgroup', 'staff',
+      '--interface', 'acvpn-tr0', '--state-dir', stateDir, '--no-ocsp', '--cafile', faulty.caFile, ...extra, faulty.url,
+    ];
+  }
+
+  it('is blocked by default', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const result = await runAcvpn(faulty.clientNs, faultyArgs(stateDir, []), `${faulty.password}\n`);
+    expect(result.code, result.output).toBe(5);
+    const decision = decisions(result.records)[0];
+    expect(decision?.status).toBe(status);
+    expect(decision?.reasons).toContain(reason);
+    expect(decision?.blocked).toBe(true);
+    expect(result.records.some((record) => record.msg === 'sending auth request')).toBe(false);
+  });
+
+  it(status === 'untrusted' ? 'can be imported' : 'cannot be imported', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'acvpn-tr-state-'));
+    const extra = ['--no-block-untrusted', '--trust-answer', 'import-and-continue'];
+    if (status === 'untrusted') {
+      const run = startAcvpn(faulty.clientNs, faultyArgs(stateDir, extra), `${faulty.password}\n`);
+      try {
+        await run.waitFor((record) => record.event === 'state' && record.state === 'connected');
+      } finally {
+        expect((await run.stop()).code).toBe(0);
+      }
+      expect(await readdir(join(stateDir, 'certificates'))).toHaveLength(1);
+      return;
+    }
+    const result = await runAcvpn(faulty.clientNs, faultyArgs(stateDir, extra), `${faulty.password}\n`);
+    expect(result.code, result.output).toBe(5);
+    expect(decisions(result.records)[0]?.allowed).not.toContain('import-and-continue');
+    await expect(readdir(join(stateDir, 'certificates'))).rejects.toThrow();
   });
 });

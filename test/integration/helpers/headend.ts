@@ -52,6 +52,8 @@ export interface HeadendOptions {
    * the headend's address is no longer on the client's own link.
    */
   routedClient?: boolean;
+  /** A faulty server certificate for trust tests (a valid one signed by the rig CA when omitted). */
+  serverCert?: 'valid' | 'self-signed' | 'expired' | 'wrong-name';
   /** Rekey period in seconds and method that ocserv announces (172800 s, ssl when omitted). */
   rekey?: { seconds: number; method: 'ssl' | 'new-tunnel' };
   /**
@@ -270,6 +272,7 @@ export async function startHeadend(options: HeadendOptions): Promise<Headend> {
   if (options.splitDns !== undefined) upArgs.push('--split-dns', options.splitDns);
   if (options.dnsOutside === true) upArgs.push('--dns-outside');
   if (options.routedClient === true) upArgs.push('--routed-client');
+  if (options.serverCert !== undefined) upArgs.push('--server-cert', options.serverCert);
   if (options.rekey !== undefined) upArgs.push('--rekey', String(options.rekey.seconds), '--rekey-method', options.rekey.method);
   if (options.certAuth === true) upArgs.push('--cert-auth');
   try {
