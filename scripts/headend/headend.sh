@@ -240,7 +240,7 @@ make_user() {
 # in DIR/client-cert-password. Existing files are kept.
 make_client_identity() {
   local dir="$1"
-  [[ -s "$dir/client.p12" && -s "$dir/client-legacy.p12" && -s "$dir/client-cert-password" ]] && return 0
+  [[ -s "$dir/client.p12" && -s "$dir/client-legacy.p12" && -s "$dir/client-rsa.p12" && -s "$dir/client-cert-password" ]] && return 0
 
   cat >"$dir/client.tmpl" <<EOF
 cn = "$VPN_USER"
@@ -265,6 +265,19 @@ EOF
       -passout "file:$dir/client-cert-password" -out "$dir/client.p12"
     openssl pkcs12 -export -legacy -name "$VPN_USER" -inkey "$dir/client-key.pem" -in "$dir/client-cert.pem" \
       -certfile "$dir/ca.pem" -passout "file:$dir/client-cert-password" -out "$dir/client-legacy.p12"
+  )
+
+  # The same user with an RSA key, in a modern file: DIR/client-rsa.p12.
+  sed 's/^serial = .*/serial = 4/' "$dir/client.tmpl" >"$dir/client-rsa.tmpl"
+  (umask 077 && certtool --generate-privkey --key-type rsa --bits 2048 --outfile "$dir/client-rsa-key.pem") 2>/dev/null
+  certtool --generate-certificate --load-privkey "$dir/client-rsa-key.pem" \
+    --load-ca-certificate "$dir/ca.pem" --load-ca-privkey "$dir/ca-key.pem" \
+    --template "$dir/client-rsa.tmpl" --outfile "$dir/client-rsa-cert.pem" >/dev/null 2>&1
+  (
+    umask 077
+    openssl pkcs12 -export -name "$VPN_USER" -inkey "$dir/client-rsa-key.pem" -in "$dir/client-rsa-cert.pem" \
+      -certfile "$dir/ca.pem" -keypbe AES-256-CBC -certpbe AES-256-CBC -macalg sha256 \
+      -passout "file:$dir/client-cert-password" -out "$dir/client-rsa.p12"
   )
 }
 
@@ -599,6 +612,7 @@ EOF
     cat >>"$dir/headend.env" <<EOF
 CLIENT_CERT_P12=$dir/client.p12
 CLIENT_CERT_LEGACY_P12=$dir/client-legacy.p12
+CLIENT_CERT_RSA_P12=$dir/client-rsa.p12
 CLIENT_CERT_PASSWORD_FILE=$dir/client-cert-password
 EOF
   fi

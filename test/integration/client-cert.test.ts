@@ -183,6 +183,12 @@ describe('acvpn connect --certificate', () => {
     });
   });
 
+  it('connects with an RSA key', async () => {
+    await connectAndStop(['--certificate', clientCertificate().rsaP12File, '--state-dir', join(scratch, 'connect-rsa')], {
+      ACVPN_CERT_PASSWORD: clientCertificate().password,
+    });
+  });
+
   it('connects with a stored alias', async () => {
     const stateDir = join(scratch, 'connect-alias');
     const store = ClientCertificateStore.inStateDirectory(stateDir);

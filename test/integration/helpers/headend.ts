@@ -133,6 +133,8 @@ export interface HeadendClientCertificate {
   p12File: string;
   /** `openssl pkcs12 -legacy`: RC2-40 certificates, 3DES key, SHA-1 MAC. */
   legacyP12File: string;
+  /** The same user with an RSA key (modern AES file). */
+  rsaP12File: string;
   password: string;
 }
 
@@ -285,6 +287,7 @@ export async function startHeadend(options: HeadendOptions): Promise<Headend> {
       headend.clientCertificate = {
         p12File: env.CLIENT_CERT_P12,
         legacyP12File: requireKey(env, 'CLIENT_CERT_LEGACY_P12'),
+        rsaP12File: requireKey(env, 'CLIENT_CERT_RSA_P12'),
         password: (await readFile(requireKey(env, 'CLIENT_CERT_PASSWORD_FILE'), 'utf8')).trim(),
       };
     }
