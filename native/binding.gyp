@@ -6,6 +6,7 @@
       "target_name": "acvpn_tun",
       "sources": [
         "src/addon.cc",
+        "src/aead.cc",
         "src/system_error.cc",
         "src/tun_handle.cc"
       ],

@@ -82,6 +82,7 @@ Napi::Function TunHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&TunHandle::Pause>("pause"),
           InstanceMethod<&TunHandle::Resume>("resume"),
           InstanceMethod<&TunHandle::Write>("write"),
+          InstanceMethod<&TunHandle::WriteBatch>("writeBatch"),
           InstanceMethod<&TunHandle::Close>("close"),
       });
 }
@@ -90,6 +91,10 @@ Napi::Function TunHandle::DefineClass(Napi::Env env) {
 
 TunHandle::TunHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunHandle>(info) {
   Napi::Env env = info.Env();
+  if (info.Length() >= 4 && info[0].IsNumber() && info[3].IsString()) {
+    AdoptSocket(info);
+    return;
+  }
   if (info.Length() < 3 || !info[0].IsString()) {
     Napi::TypeError::New(env, "TunHandle(name, maxPacketSize, maxBatch): name must be a string")
         .ThrowAsJavaScriptException();
@@ -125,7 +130,22 @@ TunHandle::TunHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunHandl
     return;
   }
   name_.assign(request.ifr_name, strnlen(request.ifr_name, IFNAMSIZ));
+  TakeFd(env, fd);
+}
 
+void TunHandle::AdoptSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = static_cast<int>(info[0].As<Napi::Number>().Int32Value());
+  name_ = info[3].As<Napi::String>().Utf8Value();
+  if (!ParseLimits(info)) {
+    close(fd);
+    return;
+  }
+  socket_ = true;
+  TakeFd(env, fd);
+}
+
+void TunHandle::TakeFd(Napi::Env env, int fd) {
   resources_ = new TunResources();
   resources_->fd = fd;
   resources_->owner = this;
@@ -348,6 +368,90 @@ Napi::Value TunHandle::Write(const Napi::CallbackInfo& info) {
     written = write(resources_->fd, bytes.Data() + offset, length);
   } while (written < 0 && errno == EINTR);
   return Napi::Number::New(env, written < 0 ? -errno : static_cast<double>(written));
+}
+
+// writeBatch(buffer, offsets, lengths, count, status) -> packets written. Writes packet i =
+// buffer[offsets[i], offsets[i] + lengths[i]) for i < count, in order, and stops at the first
+// packet that fails: the return value is then its index and status[0] its errno. A socket gets
+// one sendmmsg(2) for the whole batch; a TUN device, which takes one packet per write(2), gets a
+// loop of write(2) without a trip back to JS per packet.
+Napi::Value TunHandle::WriteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
+      !info[3].IsNumber() || !info[4].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Napi::TypeError::New(env, "writeBatch(buffer, offsets, lengths, count, status): expected a Uint8Array, two "
+                              "Uint32Arrays, a number and an Int32Array")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  Napi::Uint32Array offsets = info[1].As<Napi::Uint32Array>();
+  Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
+  Napi::Int32Array status = info[4].As<Napi::Int32Array>();
+  double count = info[3].As<Napi::Number>().DoubleValue();
+  if (!IsIntegerInRange(info[3], 0, kMaxBatch) || count > offsets.ElementLength() ||
+      count > lengths.ElementLength() || status.ElementLength() < 1) {
+    Napi::RangeError::New(env, "writeBatch: count must be an integer from 0 to 1024 and at most the length of "
+                               "offsets and lengths, and status needs one element")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint32_t total = static_cast<uint32_t>(count);
+  size_t size = bytes.ByteLength();
+  for (uint32_t i = 0; i < total; i++) {
+    if (static_cast<size_t>(offsets[i]) + lengths[i] > size) {
+      Napi::RangeError::New(env, "writeBatch: packet " + std::to_string(i) + " lies outside the " +
+                                     std::to_string(size) + "-byte buffer")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  status[0] = 0;
+  if (resources_ == nullptr) {
+    status[0] = EBADF;
+    return Napi::Number::New(env, 0);
+  }
+
+  int fd = resources_->fd;
+  uint8_t* data = bytes.Data();
+  uint32_t done = 0;
+  if (socket_) {
+    if (messages_.size() < total) {
+      messages_.resize(total);
+      vectors_.resize(total);
+    }
+    for (uint32_t i = 0; i < total; i++) {
+      vectors_[i].iov_base = data + offsets[i];
+      vectors_[i].iov_len = lengths[i];
+      std::memset(&messages_[i], 0, sizeof(messages_[i]));
+      messages_[i].msg_hdr.msg_iov = &vectors_[i];
+      messages_[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (done < total) {
+      int sent = sendmmsg(fd, messages_.data() + done, total - done, 0);
+      if (sent < 0) {
+        if (errno == EINTR) continue;
+        status[0] = errno;
+        break;
+      }
+      done += static_cast<uint32_t>(sent);
+    }
+    return Napi::Number::New(env, done);
+  }
+  while (done < total) {
+    ssize_t written = write(fd, data + offsets[done], lengths[done]);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      status[0] = errno;
+      break;
+    }
+    done++;
+  }
+  return Napi::Number::New(env, done);
 }
 
 // ---- close ----

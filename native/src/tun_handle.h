@@ -16,6 +16,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <sys/socket.h>
 
 namespace acvpn {
 
@@ -37,7 +40,10 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
  public:
   static Napi::Function DefineClass(Napi::Env env);
 
-  // JS: new TunHandle(name, maxPacketSize, maxBatch). Opens the device or throws.
+  // JS: new TunHandle(name, maxPacketSize, maxBatch) opens the TUN device or throws.
+  // new TunHandle(fd, maxPacketSize, maxBatch, label) adopts an open non-blocking datagram
+  // socket instead (openUdp in addon.cc): a connected UDP socket, like a TUN fd, carries one
+  // packet per read(2) and write(2), so the same batch reader serves the DTLS channel.
   explicit TunHandle(const Napi::CallbackInfo& info);
   ~TunHandle() override;
 
@@ -55,6 +61,7 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   Napi::Value Pause(const Napi::CallbackInfo& info);
   Napi::Value Resume(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   bool ParseLimits(const Napi::CallbackInfo& info);
@@ -63,6 +70,8 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   void StopAfterError(int error, const char* syscall, const char* operation);
   void CallJs(const Napi::FunctionReference& callback, size_t argc, const napi_value* argv);
   void CloseNow();
+  void AdoptSocket(const Napi::CallbackInfo& info);
+  void TakeFd(Napi::Env env, int fd);
 
   TunResources* resources_ = nullptr;
   std::string name_;
@@ -70,6 +79,8 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   uint32_t maxBatch_ = 0;
   double droppedOversize_ = 0;
 
+  // True for an adopted socket: writeBatch() then uses one sendmmsg(2) per batch.
+  bool socket_ = false;
   bool started_ = false;
   bool paused_ = false;
   bool failed_ = false;
@@ -83,6 +94,10 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   Napi::FunctionReference onPackets_;
   Napi::FunctionReference onError_;
   napi_async_context asyncContext_ = nullptr;
+
+  // Reused by writeBatch() on sockets, grown to the largest batch seen (at most kMaxBatch).
+  std::vector<struct mmsghdr> messages_;
+  std::vector<struct iovec> vectors_;
 };
 
 }  // namespace acvpn

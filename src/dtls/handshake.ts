@@ -53,6 +53,7 @@ import {
   RECORD_HEADER_LENGTH,
   RecordCipher,
   ReplayWindow,
+  type AeadFactory,
   type DtlsRecord,
 } from './record.js';
 import { DEFAULT_SUITES, findCipherSuite, formatSuiteId, type CipherSuite } from './suites.js';
@@ -81,6 +82,11 @@ export interface DtlsClientOptions {
   initialRetransmitMs?: number;
   /** Upper bound of the retransmission timeout, in ms (default 60 000). */
   maxRetransmitMs?: number;
+  /**
+   * AEAD contexts for the epoch-1 records (default: node:crypto per record). With one, opened
+   * records are decrypted in place, so a datagram passed to receive() is modified.
+   */
+  aead?: AeadFactory;
 }
 
 export type DtlsEvent =
@@ -163,6 +169,7 @@ export class DtlsClient {
   private readonly offeredSuites: readonly number[];
   private readonly mtu: number;
   private readonly now: () => number;
+  private readonly aead: AeadFactory | undefined;
   private readonly clientRandom: Buffer;
   private readonly handshakeTimeoutMs: number;
   private readonly initialRetransmitMs: number;
@@ -198,6 +205,7 @@ export class DtlsClient {
     this.psk = Buffer.from(options.psk);
     this.identity = Buffer.from(options.identity ?? DEFAULT_IDENTITY, 'utf8');
     this.sessionId = Buffer.from(options.sessionId);
+    this.aead = options.aead;
     this.offeredSuites = options.suites ?? DEFAULT_SUITES;
     this.mtu = options.mtu;
     this.now = options.now;
@@ -524,8 +532,8 @@ export class DtlsClient {
     const suite = this.suite!;
     const master = computeMasterSecret(suite.prfHash, this.psk, this.clientRandom, this.serverRandom!);
     const keys = expandKeys(suite, master, this.clientRandom, this.serverRandom!);
-    this.writeCipher = new RecordCipher(suite, keys.clientWriteKey, keys.clientWriteIv, 1);
-    this.readCipher = new RecordCipher(suite, keys.serverWriteKey, keys.serverWriteIv, 1);
+    this.writeCipher = new RecordCipher(suite, keys.clientWriteKey, keys.clientWriteIv, 1, this.aead);
+    this.readCipher = new RecordCipher(suite, keys.serverWriteKey, keys.serverWriteIv, 1, this.aead);
     keys.clientWriteKey.fill(0);
     keys.serverWriteKey.fill(0);
 

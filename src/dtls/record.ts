@@ -39,6 +39,20 @@ export const SEAL_HEADROOM = RECORD_HEADER_LENGTH + 8;
 /** Bytes a caller must leave after the payload for sealInPlace: the AEAD tag. */
 export const SEAL_TAILROOM = 16;
 
+/**
+ * An AEAD context for one key and direction that works in place (the addon's Aead). Without one,
+ * RecordCipher uses node:crypto, which builds a new cipher context and key schedule per record.
+ */
+export interface AeadContext {
+  /** Encrypts buffer[offset, offset + length) in place and writes the tag right behind it. */
+  seal(buffer: Uint8Array, offset: number, length: number, nonce: Uint8Array, aad: Uint8Array): void;
+  /** Decrypts buffer[offset, offset + length) in place; false when the tag behind it does not match. */
+  open(buffer: Uint8Array, offset: number, length: number, nonce: Uint8Array, aad: Uint8Array): boolean;
+}
+
+/** Creates an AeadContext for a node:crypto cipher name; `encrypt` picks seal or open. */
+export type AeadFactory = (cipher: CipherSuite['cipher'], key: Buffer, encrypt: boolean) => AeadContext;
+
 /** One record of a datagram; `fragment` and `header` are views into the datagram. */
 export interface DtlsRecord {
   type: number;
@@ -117,8 +131,17 @@ export class RecordCipher {
   // Reused per record: createCipheriv and setAAD copy their input before returning.
   private readonly nonce = Buffer.alloc(12);
   private readonly additionalData = Buffer.alloc(RECORD_HEADER_LENGTH);
+  // Created on first use: one instance serves one direction, so only one of them is ever needed.
+  private sealContext: AeadContext | undefined;
+  private openContext: AeadContext | undefined;
 
-  constructor(suite: CipherSuite, key: Buffer, writeIv: Buffer, epoch: number) {
+  constructor(
+    suite: CipherSuite,
+    key: Buffer,
+    writeIv: Buffer,
+    epoch: number,
+    private readonly aead?: AeadFactory,
+  ) {
     if (key.length !== suite.keyLength || writeIv.length !== suite.fixedIvLength) {
       throw new RangeError(`${suite.name} needs a ${suite.keyLength}-byte key and a ${suite.fixedIvLength}-byte IV`);
     }
@@ -154,12 +177,12 @@ export class RecordCipher {
 
     this.fillAdditionalData(this.epoch, sequence, type, DTLS_1_2_VERSION, payloadLength);
     this.fillNonce(this.epoch, sequence);
-    const cipher = createCipheriv(this.aeadName, this.key, this.nonce, { authTagLength: this.suite.tagLength });
-    cipher.setAAD(this.additionalData, { plaintextLength: payloadLength });
-    const ciphertext = cipher.update(buffer.subarray(payloadOffset, payloadOffset + payloadLength));
-    cipher.final();
-    ciphertext.copy(buffer, payloadOffset);
-    cipher.getAuthTag().copy(buffer, payloadOffset + payloadLength);
+    if (this.aead !== undefined) {
+      this.sealContext ??= this.aead(this.suite.cipher, this.key, true);
+      this.sealContext.seal(buffer, payloadOffset, payloadLength, this.nonce, this.additionalData);
+    } else {
+      this.sealWithNodeCrypto(buffer, payloadOffset, payloadLength);
+    }
 
     const fragmentLength = this.suite.explicitNonceLength + payloadLength + this.suite.tagLength;
     writeRecordHeader(buffer, start, type, this.epoch, sequence, fragmentLength);
@@ -167,6 +190,15 @@ export class RecordCipher {
       this.additionalData.copy(buffer, start + RECORD_HEADER_LENGTH, 0, 8);
     }
     return start;
+  }
+
+  private sealWithNodeCrypto(buffer: Buffer, payloadOffset: number, payloadLength: number): void {
+    const cipher = createCipheriv(this.aeadName, this.key, this.nonce, { authTagLength: this.suite.tagLength });
+    cipher.setAAD(this.additionalData, { plaintextLength: payloadLength });
+    const ciphertext = cipher.update(buffer.subarray(payloadOffset, payloadOffset + payloadLength));
+    cipher.final();
+    ciphertext.copy(buffer, payloadOffset);
+    cipher.getAuthTag().copy(buffer, payloadOffset + payloadLength);
   }
 
   /** Builds a protected record in a new buffer (handshake and alerts; the data path uses sealInPlace). */
@@ -178,7 +210,11 @@ export class RecordCipher {
     return buffer;
   }
 
-  /** Decrypts a record of this epoch; returns null when it is too short or fails authentication. */
+  /**
+   * Decrypts a record of this epoch; returns null when it is too short or fails authentication.
+   * With an AeadFactory the plaintext is decrypted in place and returned as a view into the
+   * record's fragment, so the datagram's bytes change (also when authentication fails).
+   */
   open(record: DtlsRecord): Buffer | null {
     const { explicitNonceLength, tagLength } = this.suite;
     const fragment = record.fragment;
@@ -191,6 +227,12 @@ export class RecordCipher {
       fragment.copy(this.nonce, this.writeIv.length, 0, explicitNonceLength);
     } else {
       this.fillNonce(record.epoch, record.sequence);
+    }
+
+    if (this.aead !== undefined) {
+      this.openContext ??= this.aead(this.suite.cipher, this.key, false);
+      const authentic = this.openContext.open(fragment, explicitNonceLength, plaintextLength, this.nonce, this.additionalData);
+      return authentic ? fragment.subarray(explicitNonceLength, explicitNonceLength + plaintextLength) : null;
     }
 
     const decipher = createDecipheriv(this.aeadName, this.key, this.nonce, { authTagLength: tagLength });

@@ -67,6 +67,12 @@ export const DEFAULT_SUITES: readonly number[] = [
   CipherSuiteId.TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
+/** Suites allowed in FIPS mode: AES-GCM only (ChaCha20-Poly1305 is not FIPS-approved). */
+export const FIPS_SUITES: readonly number[] = [
+  CipherSuiteId.TLS_PSK_WITH_AES_256_GCM_SHA384,
+  CipherSuiteId.TLS_PSK_WITH_AES_128_GCM_SHA256,
+];
+
 /** Returns the suite with this code point, or undefined when acvpn does not implement it. */
 export function findCipherSuite(id: number): CipherSuite | undefined {
   return suites.find((suite) => suite.id === id);

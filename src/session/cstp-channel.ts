@@ -2,10 +2,18 @@
 // parses incoming frames, and runs the DPD and keepalive timers.
 //
 // Output rule (ocserv 1.1 drops a session otherwise): exactly one CSTP frame per TLS record. Node
-// merges queued writes into shared records, so frames leave one `write()` at a time and the next
-// write starts only from the previous write's callback. Data, DPD and keepalive share that queue.
+// merges queued writes into shared records, so the next `write()` starts only from the previous
+// write's callback. Data, DPD and keepalive share that queue.
 //
-//   TUN batch ──► sendPacket() ──► pooled frame buffer (header in headroom) ──► queue ──► socket
+// One write per frame costs a TLS record, a send(2) and an event-loop trip per packet, which held
+// uploads to a fraction of OpenConnect's rate. So a run of queued frames of the same length S
+// (bulk traffic: MTU-sized packets) leaves in one write after setMaxSendFragment(S): OpenSSL then
+// cuts that write into records of exactly S bytes, one frame each, and sends them with one
+// send(2). Every other write first makes sure the fragment limit is at least its length.
+//
+//   TUN batch ──► sendPacket() ──► pooled frame buffer (header in headroom) ──► queue
+//   queue ──► run of equal-length frames ──► one write, records of S bytes ──► socket
+//         └─► any other frame ──► one write, one record ──► socket
 //   socket ──► CstpFrameDecoder ──► DATA: onPacket()   DPD-REQ: queue DPD-RESP   BYE: onClosed()
 
 import type { TLSSocket } from 'node:tls';
@@ -51,6 +59,12 @@ export interface CstpStatistics {
   dpdRequestsSent: number;
 }
 
+/** OpenSSL's bounds for SSL_set_max_send_fragment, and its default (the TLS maximum). */
+const MIN_SEND_FRAGMENT = 512;
+const MAX_SEND_FRAGMENT = 16_384;
+/** Most bytes per coalesced write: the TLS maximum record payload times four, about 43 MTU-sized frames. */
+const MAX_RUN_BYTES = 4 * MAX_SEND_FRAGMENT;
+
 export class CstpChannel {
   readonly statistics: CstpStatistics = {
     packetsSent: 0,
@@ -69,6 +83,12 @@ export class CstpChannel {
    */
   private readonly queue: Array<{ buffer: Buffer; length: number; pooled: boolean }> = [];
   private writing = false;
+  /** The socket's current max send fragment; frames longer than it must not be written. */
+  private sendFragment = MAX_SEND_FRAGMENT;
+  /** Holds one run of equal-length frames from the write until its callback. */
+  private readonly runBuffer = Buffer.allocUnsafe(MAX_RUN_BYTES);
+  /** Cleared once setMaxSendFragment failed or is missing: every frame then leaves in its own write. */
+  private coalescingAvailable = true;
   private closed = false;
   private poolExhausted = false;
   private started = false;
@@ -170,25 +190,92 @@ export class CstpChannel {
 
   private flush(): void {
     if (this.writing || this.closed) return;
-    const next = this.queue.shift();
+    const next = this.queue[0];
     if (next === undefined) return;
     this.writing = true;
     this.lastSentMs = this.now();
+
+    const runLength = this.equalLengthRun();
+    if (runLength > 1) {
+      this.writeRun(next.length, runLength);
+      return;
+    }
+    this.queue.shift();
+    if (!this.allowRecordOf(next.length)) return;
     this.socket.write(next.buffer.subarray(0, next.length), (error) => {
-      this.writing = false;
-      if (next.pooled) {
-        this.freeBuffers.push(next.buffer);
-        if (this.poolExhausted) {
-          this.poolExhausted = false;
-          this.events.onBackpressure?.(false);
-        }
-      }
-      if (error) {
-        this.finish(new AcvpnError('TLS_FAILED', `writing to the CSTP connection failed: ${error.message}`, {}, { cause: error }));
+      if (next.pooled) this.releaseBuffer(next.buffer);
+      this.afterWrite(error);
+    });
+  }
+
+  /** Number of frames at the head of the queue that can share one write; 1 when none can. */
+  private equalLengthRun(): number {
+    const first = this.queue[0]!;
+    const length = first.length;
+    if (!this.coalescingAvailable || !first.pooled || length < MIN_SEND_FRAGMENT || length > MAX_SEND_FRAGMENT) return 1;
+    const maxFrames = Math.floor(MAX_RUN_BYTES / length);
+    let count = 1;
+    while (count < this.queue.length && count < maxFrames) {
+      const frame = this.queue[count]!;
+      if (!frame.pooled || frame.length !== length) break;
+      count += 1;
+    }
+    return count;
+  }
+
+  /**
+   * Copies `count` queued frames of `length` bytes into the run buffer and writes them at once,
+   * with the record size set to one frame. The frame buffers return to the pool right away.
+   */
+  private writeRun(length: number, count: number): void {
+    if (this.sendFragment !== length) {
+      if (!this.setSendFragment(length)) {
+        // Without the fragment limit the run would share records: send the frames one by one.
+        this.writing = false;
+        this.coalescingAvailable = false;
+        this.flush();
         return;
       }
-      this.flush();
-    });
+    }
+    for (let index = 0; index < count; index += 1) {
+      const frame = this.queue.shift()!;
+      frame.buffer.copy(this.runBuffer, index * length, 0, length);
+      this.releaseBuffer(frame.buffer);
+    }
+    this.socket.write(this.runBuffer.subarray(0, count * length), (error) => this.afterWrite(error));
+  }
+
+  /** Raises the fragment limit when a frame of `length` bytes would not fit one record; false after closing. */
+  private allowRecordOf(length: number): boolean {
+    if (length <= this.sendFragment) return true;
+    if (this.setSendFragment(MAX_SEND_FRAGMENT)) return true;
+    this.finish(new AcvpnError('INTERNAL', `could not restore the TLS record size to ${MAX_SEND_FRAGMENT} bytes for a ${length}-byte CSTP frame`));
+    return false;
+  }
+
+  private setSendFragment(size: number): boolean {
+    if (!this.coalescingAvailable && size !== MAX_SEND_FRAGMENT) return false;
+    // Only called between writes: OpenSSL applies the limit to the next SSL_write.
+    const applied = typeof this.socket.setMaxSendFragment === 'function' && this.socket.setMaxSendFragment(size);
+    if (applied) this.sendFragment = size;
+    return applied;
+  }
+
+  private releaseBuffer(buffer: Buffer): void {
+    this.freeBuffers.push(buffer);
+    if (this.poolExhausted) {
+      this.poolExhausted = false;
+      this.events.onBackpressure?.(false);
+    }
+  }
+
+  private afterWrite(error: Error | null | undefined): void {
+    this.writing = false;
+    if (error) {
+      this.finish(new AcvpnError('TLS_FAILED', `writing to the CSTP connection failed: ${error.message}`, {}, { cause: error }));
+      return;
+    }
+    this.flush();
   }
 
   private queueControl(type: number, payload?: Buffer): void {

@@ -29,6 +29,7 @@ import { LinkMonitor } from '../net/link-monitor.js';
 import { CstpChannel } from './cstp-channel.js';
 import { DtlsChannel } from './dtls-channel.js';
 import { appIdToSessionId, derivePsk } from '../dtls/psk.js';
+import { FIPS_SUITES } from '../dtls/suites.js';
 import { DataPath } from './data-path.js';
 import { HostConfiguration } from './host-config.js';
 import { resolvConfBackupPath, undoFilePath } from './host-setup.js';
@@ -562,6 +563,7 @@ export class Session {
           psk: derivePsk(tunnel.connection.socket),
           sessionId,
           handshakeMtu: tunnel.baseMtu - (host.includes(':') ? 40 : 20) - 8,
+          suites: this.options.tls.fips ? FIPS_SUITES : undefined,
           dpdSeconds: settings.dpdSeconds ?? tunnel.config.dpdSeconds,
           keepaliveSeconds: settings.keepaliveSeconds ?? tunnel.config.keepaliveSeconds,
           maxPacketBytes: Math.max(tunnel.tunMtu, 1500),

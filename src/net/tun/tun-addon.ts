@@ -27,6 +27,12 @@ export interface TunHandle {
   resume(): void;
   /** Returns the number of bytes written, or the negated errno (-11 for EAGAIN). */
   write(buffer: Uint8Array, offset: number, length: number): number;
+  /**
+   * Writes packet i = buffer[offsets[i], offsets[i] + lengths[i]) for i < count, in order, and
+   * returns how many were written. It stops at the first failed packet: the return value is then
+   * that packet's index and status[0] its errno. A socket gets one sendmmsg(2) per batch.
+   */
+  writeBatch(buffer: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, status: Int32Array): number;
   /** Stops reading and closes the fd, which deletes the interface. Safe to call again. */
   close(): void;
 }
@@ -37,7 +43,7 @@ export interface TunSystemError extends Error {
   code: string;
   /** Negative errno, as in Node: -16 */
   errno: number;
-  /** "open", "ioctl", "read" or "poll" */
+  /** "open", "ioctl", "read", "poll", "socket" or "connect" */
   syscall: string;
   /** The interface name requested or in use; empty when the kernel was to pick it. */
   interfaceName: string;
@@ -52,6 +58,26 @@ export interface TunAddon {
   open(name: string, maxPacketSize: number, maxBatch: number): TunHandle;
   /** Maximum interface name length in bytes: IFNAMSIZ (16) minus the NUL byte. */
   readonly maxNameLength: number;
+  /**
+   * Creates a non-blocking UDP socket connected to `address` (an IPv4 or IPv6 literal) and
+   * `port`, with SO_RCVBUF and SO_SNDBUF set to `socketBufferBytes` when it is positive. The
+   * handle reads datagrams in batches and writes them like TUN packets. Throws a TunSystemError
+   * (syscall "socket" or "connect") or a RangeError for a bad address or port.
+   */
+  openUdp(address: string, port: number, maxPacketSize: number, maxBatch: number, socketBufferBytes: number): TunHandle;
+  /**
+   * An AEAD cipher context for one key and direction (aes-128-gcm, aes-256-gcm or
+   * chacha20-poly1305, 12-byte nonce, 16-byte tag), kept for the life of the key.
+   */
+  readonly Aead: new (cipher: string, key: Uint8Array, encrypt: boolean) => NativeAead;
+}
+
+/** The addon's AEAD context; the record layout around it stays in src/dtls/record.ts. */
+export interface NativeAead {
+  /** Encrypts buffer[offset, offset + length) in place and writes the 16-byte tag right behind it. */
+  seal(buffer: Uint8Array, offset: number, length: number, nonce: Uint8Array, aad: Uint8Array): void;
+  /** Decrypts buffer[offset, offset + length) in place; false when the tag behind it does not match. */
+  open(buffer: Uint8Array, offset: number, length: number, nonce: Uint8Array, aad: Uint8Array): boolean;
 }
 
 // The module compiles from src/net/tun/ to dist/net/tun/, and both sit three levels below the

@@ -2,6 +2,7 @@
 //
 //   kernel ──► addon (uv_poll, up to maxBatch read()s into one reused buffer) ──► onPackets
 //   write(packet) ──► addon (one write(2) per packet) ──► kernel
+//   writeBatch(buffer, offsets, lengths) ──► addon (a loop of write(2), one call from JS) ──► kernel
 //
 // Closing the device deletes the interface, with its addresses and routes.
 
@@ -42,6 +43,12 @@ export interface TunDevice {
    * when the device itself failed (deleted interface).
    */
   write(packet: Buffer, offset?: number, length?: number): boolean;
+  /**
+   * Writes `count` packets, packet i being buffer[offsets[i], offsets[i] + lengths[i]), with one
+   * call into the addon. Returns how many were dropped for the reasons write() returns false
+   * for. Throws like write() when the device failed. Optional: callers fall back to write().
+   */
+  writeBatch?(buffer: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   /** Stops reading and deletes the interface. Safe to call more than once. */
   close(): void;
 }
@@ -148,11 +155,32 @@ export class NativeTunDevice implements TunDevice {
     throw writeError(-result, this.name);
   }
 
+  writeBatch(buffer: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
+    if (this.#closed) return count;
+    let dropped = 0;
+    let first = 0;
+    while (first < count) {
+      // The addon stops at the first failed packet; the rest go in another call after it.
+      const batchOffsets = first === 0 ? offsets : offsets.subarray(first);
+      const batchLengths = first === 0 ? lengths : lengths.subarray(first);
+      const written = this.#handle.writeBatch(buffer, batchOffsets, batchLengths, count - first, this.#status);
+      first += written;
+      if (first >= count) break;
+      const errno = this.#status[0] ?? 0;
+      if (!isDroppedPacketErrno(errno)) throw writeError(errno, this.name);
+      dropped += 1;
+      first += 1;
+    }
+    return dropped;
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#handle.close();
   }
+
+  readonly #status = new Int32Array(1);
 
   // Arrow properties: bound once, so the addon keeps the same two functions for the device's
   // life and no closure is created per batch.

@@ -183,7 +183,7 @@ for (const [key, number] of Object.entries(errno)) {
   if (!errnoNames.has(number)) errnoNames.set(number, key);
 }
 
-function errnoName(value: number): string {
+export function errnoName(value: number): string {
   // Node's table lacks EBADFD (77 on Linux), the errno of a deleted interface.
   if (value === 77 && process.platform === 'linux') return 'EBADFD';
   return errnoNames.get(value) ?? `errno ${value}`;

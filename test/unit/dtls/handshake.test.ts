@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AcvpnError } from '../../../src/core/errors.js';
 import { DtlsClient, type DtlsClientOptions, type DtlsEvent, type DtlsOutput } from '../../../src/dtls/handshake.js';
 import { ContentType, parseRecords, SEAL_HEADROOM, SEAL_TAILROOM } from '../../../src/dtls/record.js';
-import { CipherSuiteId } from '../../../src/dtls/suites.js';
+import { CipherSuiteId, FIPS_SUITES } from '../../../src/dtls/suites.js';
 import { FakeDtlsServer, type FakeServerOptions } from './fake-server.js';
 
 const PSK = Buffer.alloc(32, 0x77);
@@ -67,6 +67,11 @@ describe('DtlsClient handshake', () => {
     expect(server.clientFinishedOk).toBe(true);
     expect(server.clientHellos).toHaveLength(1);
     expect(server.clientIdentity).toBe('psk');
+  });
+
+  it('offers only AES-GCM in FIPS mode', () => {
+    const { server } = handshake({}, { suites: [...FIPS_SUITES] });
+    expect(server.clientHellos[0]?.suites).toEqual([0x00a9, 0x00a8]);
   });
 
   it('sends the App-ID as session_id and a plain ClientHello', () => {

@@ -12,7 +12,9 @@ import {
   ReplayWindow,
   SEAL_HEADROOM,
   SEAL_TAILROOM,
+  type AeadFactory,
 } from '../../../src/dtls/record.js';
+import { createNativeAead } from '../../../src/net/tun/udp-socket.js';
 import { CipherSuiteId, findCipherSuite, type CipherSuite } from '../../../src/dtls/suites.js';
 
 interface RecordCase {
@@ -139,6 +141,64 @@ describe('RecordCipher round trip', () => {
   it('refuses a buffer without headroom', () => {
     const buffer = Buffer.alloc(40);
     expect(() => pair(suites[0]!).sealInPlace(buffer, 4, 10, ContentType.APPLICATION_DATA, 0)).toThrow(RangeError);
+  });
+});
+
+describe('RecordCipher with the addon AEAD', () => {
+  const suites = [
+    CipherSuiteId.TLS_PSK_WITH_AES_128_GCM_SHA256,
+    CipherSuiteId.TLS_PSK_WITH_AES_256_GCM_SHA384,
+    CipherSuiteId.TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
+  ].map((id) => findCipherSuite(id)!);
+  const key = (suite: CipherSuite): Buffer => Buffer.alloc(suite.keyLength, 3);
+  const iv = (suite: CipherSuite): Buffer => Buffer.alloc(suite.fixedIvLength, 4);
+  const native: AeadFactory = (cipher, aeadKey, encrypt) => createNativeAead(cipher, aeadKey, encrypt);
+
+  it.each(suites)('seals the same bytes as node:crypto with $name', (suite) => {
+    const payload = Buffer.from('\x00 an IP packet of some length');
+    const seal = (cipher: RecordCipher): Buffer => {
+      const buffer = Buffer.alloc(SEAL_HEADROOM + payload.length + SEAL_TAILROOM);
+      payload.copy(buffer, SEAL_HEADROOM);
+      const start = cipher.sealInPlace(buffer, SEAL_HEADROOM, payload.length, ContentType.APPLICATION_DATA, 77);
+      return buffer.subarray(start);
+    };
+    const expected = seal(new RecordCipher(suite, key(suite), iv(suite), 1));
+    expect(seal(new RecordCipher(suite, key(suite), iv(suite), 1, native)).toString('hex')).toBe(expected.toString('hex'));
+  });
+
+  it.each(suites)('opens in place what node:crypto sealed with $name', (suite) => {
+    const payload = Buffer.from('\x00 another packet');
+    const sealed = new RecordCipher(suite, key(suite), iv(suite), 1).seal(ContentType.APPLICATION_DATA, 9, payload);
+    const record = parseRecords(sealed).records[0]!;
+    const plaintext = new RecordCipher(suite, key(suite), iv(suite), 1, native).open(record);
+    expect(plaintext?.toString('hex')).toBe(payload.toString('hex'));
+    expect(plaintext?.buffer).toBe(sealed.buffer);
+  });
+
+  it.each(suites)('rejects a flipped bit with $name', (suite) => {
+    const sealed = new RecordCipher(suite, key(suite), iv(suite), 1, native).seal(ContentType.APPLICATION_DATA, 1, Buffer.from('payload'));
+    for (const position of [3, 12, 20, sealed.length - 1]) {
+      const damaged = Buffer.from(sealed);
+      damaged[position] = damaged[position]! ^ 0x01;
+      const record = parseRecords(damaged).records[0];
+      if (record === undefined) continue;
+      expect(new RecordCipher(suite, key(suite), iv(suite), 1, native).open(record), `bit flip at byte ${position}`).toBeNull();
+    }
+  });
+
+  it('reuses one context for many records', () => {
+    const suite = suites[0]!;
+    const sender = new RecordCipher(suite, key(suite), iv(suite), 1, native);
+    const receiver = new RecordCipher(suite, key(suite), iv(suite), 1, native);
+    for (let sequence = 0; sequence < 50; sequence += 1) {
+      const payload = Buffer.alloc(1 + sequence * 29, sequence);
+      const record = parseRecords(sender.seal(ContentType.APPLICATION_DATA, sequence, payload)).records[0]!;
+      expect(receiver.open(record)?.equals(payload), `record ${sequence}`).toBe(true);
+    }
+  });
+
+  it('rejects a key of the wrong length', () => {
+    expect(() => createNativeAead('aes-128-gcm', Buffer.alloc(15), true)).toThrow(RangeError);
   });
 });
 

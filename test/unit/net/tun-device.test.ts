@@ -46,6 +46,22 @@ class ScriptedHandle implements TunHandle {
     this.writes.push({ buffer, offset, length });
     return this.writeResult < 0 ? this.writeResult : length;
   }
+  /** errno of a packet index in the whole batch, as the addon would fail it. */
+  readonly batchFailures = new Map<number, number>();
+  private batchBase = 0;
+  writeBatch(buffer: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, status: Int32Array): number {
+    // The device calls again with subarrays after a failure: find the batch index of offsets[0].
+    this.batchBase = offsets.byteOffset / 4;
+    for (let index = 0; index < count; index += 1) {
+      const failure = this.batchFailures.get(this.batchBase + index);
+      if (failure !== undefined) {
+        status[0] = failure;
+        return index;
+      }
+      this.writes.push({ buffer, offset: offsets[index]!, length: lengths[index]! });
+    }
+    return count;
+  }
   close(): void {
     this.calls.push('close');
     this.fd = -1;
@@ -64,6 +80,14 @@ class ScriptedAddon implements TunAddon {
     this.handle = new ScriptedHandle(name === '' ? 'tun7' : name);
     return this.handle;
   }
+  openUdp(): TunHandle {
+    throw new Error('the scripted addon has no UDP sockets');
+  }
+  readonly Aead = class {
+    constructor() {
+      throw new Error('the scripted addon has no AEAD');
+    }
+  } as unknown as TunAddon['Aead'];
 }
 
 function openScripted(name = 'acvpn0'): { device: TunDevice; handle: ScriptedHandle; addon: ScriptedAddon } {
@@ -235,6 +259,54 @@ describe('TunDevice.write', () => {
     device.close();
     expect(device.write(Buffer.alloc(20))).toBe(false);
     expect(handle.writes).toEqual([]);
+  });
+});
+
+describe('TunDevice.writeBatch', () => {
+  const batch = (lengths: number[]) => {
+    const offsets = new Uint32Array(lengths.length);
+    let offset = 0;
+    lengths.forEach((length, index) => {
+      offsets[index] = offset;
+      offset += length;
+    });
+    return { buffer: Buffer.alloc(offset), offsets, lengths: Uint32Array.from(lengths) };
+  };
+
+  it('writes every packet in one call', () => {
+    const { device, handle } = openScripted();
+    const { buffer, offsets, lengths } = batch([20, 40, 60]);
+    expect(device.writeBatch!(buffer, offsets, lengths, 3)).toBe(0);
+    expect(handle.writes.map((write) => [write.offset, write.length])).toEqual([
+      [0, 20],
+      [20, 40],
+      [60, 60],
+    ]);
+  });
+
+  it('counts dropped packets and writes the rest', () => {
+    const { device, handle } = openScripted();
+    handle.batchFailures.set(1, errno.EAGAIN);
+    handle.batchFailures.set(2, errno.EINVAL);
+    const { buffer, offsets, lengths } = batch([20, 40, 60, 80]);
+    expect(device.writeBatch!(buffer, offsets, lengths, 4)).toBe(2);
+    expect(handle.writes.map((write) => write.offset)).toEqual([0, 120]);
+  });
+
+  it('throws ENV_COMMAND_FAILED when the interface was deleted', () => {
+    const { device, handle } = openScripted();
+    handle.batchFailures.set(0, 77); // EBADFD on Linux
+    const { buffer, offsets, lengths } = batch([20]);
+    const error = caught(() => device.writeBatch!(buffer, offsets, lengths, 1));
+    expect(error.code).toBe('ENV_COMMAND_FAILED');
+  });
+
+  it('drops the whole batch after close', () => {
+    const { device, handle } = openScripted();
+    device.close();
+    const { buffer, offsets, lengths } = batch([20, 40]);
+    expect(device.writeBatch!(buffer, offsets, lengths, 2)).toBe(2);
+    expect(handle.writes).toHaveLength(0);
   });
 });
 

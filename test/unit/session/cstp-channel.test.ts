@@ -27,6 +27,36 @@ class FakeSocket extends EventEmitter {
   }
 }
 
+/**
+ * A socket that also has setMaxSendFragment and cuts every write into records as OpenSSL does:
+ * chunks of at most the current fragment size.
+ */
+class FragmentingSocket extends FakeSocket {
+  fragment = 16_384;
+  readonly fragmentCalls: number[] = [];
+  readonly records: Buffer[] = [];
+  setMaxSendFragment(size: number): boolean {
+    this.fragmentCalls.push(size);
+    if (size < 512 || size > 16_384) return false;
+    this.fragment = size;
+    return true;
+  }
+  override write(data: Buffer, callback: (error?: Error) => void): boolean {
+    for (let offset = 0; offset < data.length; offset += this.fragment) {
+      this.records.push(Buffer.from(data.subarray(offset, Math.min(data.length, offset + this.fragment))));
+    }
+    return super.write(data, callback);
+  }
+}
+
+/** Parses a record as one CSTP frame: the header's length must cover the record exactly. */
+function frameOfRecord(record: Buffer): { type: number; payloadLength: number } {
+  expect(record.subarray(0, 4).toString('latin1')).toBe('STF\x01');
+  const payloadLength = record.readUInt16BE(4);
+  expect(record.length, 'record length against frame length').toBe(8 + payloadLength);
+  return { type: record[6]!, payloadLength };
+}
+
 const log = createLogger({ level: 'silent', json: true });
 
 function openChannel(poolSize = 4) {
@@ -47,6 +77,73 @@ function openChannel(poolSize = 4) {
   channel.start(Buffer.alloc(0));
   return { socket, channel, packets, closed, backpressure };
 }
+
+describe('CstpChannel coalesced writes', () => {
+  function openFragmenting(poolSize = 64) {
+    const socket = new FragmentingSocket();
+    const packets: Buffer[] = [];
+    const channel = new CstpChannel(
+      socket as unknown as TLSSocket,
+      { maxPacketBytes: 1500, poolSize },
+      { onPacket: (packet) => packets.push(Buffer.from(packet)), onClosed: () => {} },
+      log,
+    );
+    channel.start(Buffer.alloc(0));
+    return { socket, channel, packets };
+  }
+
+  it('writes a run of equal frames at once, one record each', () => {
+    const { socket, channel } = openFragmenting();
+    const packet = Buffer.alloc(1400, 0x45);
+    for (let index = 0; index < 6; index += 1) channel.sendPacket(packet, 0, packet.length);
+    expect(socket.writes).toHaveLength(1);
+    socket.completeWrites();
+
+    expect(socket.writes).toHaveLength(2);
+    expect(socket.writes[1]).toHaveLength(5 * 1408);
+    expect(socket.fragmentCalls).toEqual([1408]);
+    expect(socket.records).toHaveLength(6);
+    for (const record of socket.records) expect(frameOfRecord(record)).toEqual({ type: FrameType.DATA, payloadLength: 1400 });
+    channel.close();
+  });
+
+  it('keeps order and record bounds across mixed lengths', () => {
+    const { socket, channel } = openFragmenting();
+    const lengths = [1400, 1400, 1400, 600, 600, 40, 1400, 1500, 1500, 1400];
+    for (const length of lengths) channel.sendPacket(Buffer.alloc(length, length & 0xff), 0, length);
+    socket.emit('data', encodeControlFrame(FrameType.DPD_REQ));
+    for (let round = 0; round < 20 && socket.pending.length > 0; round += 1) socket.completeWrites();
+
+    const frames = socket.records.map(frameOfRecord);
+    const data = frames.filter((frame) => frame.type === FrameType.DATA).map((frame) => frame.payloadLength);
+    expect(data).toEqual(lengths);
+    expect(frames.filter((frame) => frame.type === FrameType.DPD_RESP)).toHaveLength(1);
+    // A frame longer than the current fragment limit needs the limit raised first.
+    expect(socket.fragmentCalls).toContain(16_384);
+    channel.close();
+  });
+
+  it('writes frame by frame when the fragment limit is refused', () => {
+    const { socket, channel } = openFragmenting();
+    socket.setMaxSendFragment = () => false;
+    const packet = Buffer.alloc(1400);
+    for (let index = 0; index < 4; index += 1) channel.sendPacket(packet, 0, packet.length);
+    for (let round = 0; round < 10 && socket.pending.length > 0; round += 1) socket.completeWrites();
+    expect(socket.writes.map((write) => write.length)).toEqual([1408, 1408, 1408, 1408]);
+    channel.close();
+  });
+
+  it('returns frame buffers to the pool when a run is copied', () => {
+    const { socket, channel } = openFragmenting(4);
+    const packet = Buffer.alloc(1000);
+    for (let index = 0; index < 4; index += 1) expect(channel.sendPacket(packet, 0, packet.length)).toBe(true);
+    expect(channel.sendPacket(packet, 0, packet.length)).toBe(false);
+    socket.completeWrites();
+    // The first frame came back with its write and the other three when the run was copied.
+    for (let index = 0; index < 4; index += 1) expect(channel.sendPacket(packet, 0, packet.length)).toBe(true);
+    channel.close();
+  });
+});
 
 describe('CstpChannel', () => {
   it('writes one frame per write, in order', () => {
