@@ -34,8 +34,8 @@ const maximumMtu = 65535;
 
 /**
  * Sets the MTU, brings the link up and gives it the assigned addresses. Safe to call again on a
- * reconnect: addresses are added with `replace`, and addresses of an earlier session that the new
- * configuration no longer has are removed.
+ * reconnect: addresses of an earlier session that the new configuration no longer has are removed,
+ * then the new ones are added with `replace`. Routes through the device must be applied afterwards.
  */
 export async function configureTunLink(run: IpRunner, settings: TunLinkSettings): Promise<void> {
   assertInterfaceName(settings.name);
@@ -54,17 +54,20 @@ export async function configureTunLink(run: IpRunner, settings: TunLinkSettings)
   // MTU before addresses: while a device's MTU is below 1280 the kernel rejects IPv6 addresses.
   await run(['link', 'set', 'dev', settings.name, 'mtu', String(settings.mtu), 'up']);
 
+  // Remove addresses of an earlier session first. Added next to an old address of the same
+  // subnet, the new one would be a secondary, and deleting the old primary afterwards makes the
+  // kernel delete its secondaries too (promote_secondaries is off by default), leaving the device
+  // without an IPv4 address. Removing the last IPv4 address also deletes every IPv4 route through
+  // the device, which is why callers apply routes after this function.
+  for (const stale of await globalAddresses(run, settings.name)) {
+    const keep = requested.some((entry) => entry.address === stale.address && entry.prefixLength === stale.prefixLength);
+    if (!keep) await run(['addr', 'del', `${stale.address}/${stale.prefixLength}`, 'dev', settings.name]);
+  }
+
   // The kernel skips duplicate address detection on NOARP devices such as TUN, so an IPv6
   // address is usable as a source at once (checked on Linux 6.18: no "tentative" flag).
   for (const entry of requested) {
     await run(['addr', 'replace', `${entry.address}/${entry.prefixLength}`, 'dev', settings.name]);
-  }
-
-  // Remove addresses of an earlier session after the new ones are in: removing the last IPv4
-  // address of a device makes the kernel delete every IPv4 route through it.
-  for (const stale of await globalAddresses(run, settings.name)) {
-    const keep = requested.some((entry) => entry.address === stale.address && entry.prefixLength === stale.prefixLength);
-    if (!keep) await run(['addr', 'del', `${stale.address}/${stale.prefixLength}`, 'dev', settings.name]);
   }
 }
 

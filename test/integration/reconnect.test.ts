@@ -164,7 +164,9 @@ describe('automatic reconnect', () => {
           const ping = await nsExec(headend.clientNs, ['ping', '-c', '1', '-W', '1', headend.targetHost]);
           if (ping.exitCode === 0) replies += 1;
         }
-        expect(replies, run.output().split('\n').slice(-25).join('\n')).toBe(1);
+        const addresses = (await nsExec(headend.clientNs, ['ip', 'addr', 'show', 'dev', tunName])).stdout;
+        const table = (await nsExec(headend.clientNs, ['ip', 'route'])).stdout;
+        expect(replies, `${addresses}\n${table}`).toBe(1);
       } else {
         const exit = await run.exited;
         expect(exit.code, run.output()).toBe(8);

@@ -40,9 +40,9 @@ describe('configureTunLink', () => {
 
     expect(calls).toEqual([
       'link set dev tun0 mtu 1400 up',
+      '-json addr show dev tun0',
       'addr replace 10.8.2.27/24 dev tun0',
       'addr replace 2001:db8:8f0:82:8000::b/64 dev tun0',
-      '-json addr show dev tun0',
     ]);
   });
 
@@ -51,7 +51,9 @@ describe('configureTunLink', () => {
 
     await configureTunLink(run, { name: 'tun0', ipv4: { address: '10.8.2.27', prefixLength: 24 }, mtu: 1300 });
 
-    expect(calls.slice(3)).toEqual(['addr del 10.8.2.99/24 dev tun0', 'addr del 2001:db8:8f0:82:8000::b/64 dev tun0']);
+    // Old addresses go first: deleting an old primary after adding the new address as its
+    // secondary would make the kernel delete both.
+    expect(calls.slice(2)).toEqual(['addr del 10.8.2.99/24 dev tun0', 'addr del 2001:db8:8f0:82:8000::b/64 dev tun0', 'addr replace 10.8.2.27/24 dev tun0']);
   });
 
   it('rejects IPv6 below 1280 bytes', async () => {
