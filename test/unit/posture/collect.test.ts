@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { buildPosture, deviceUniqueIdFor, persistentRandomId } from '../../../src/posture/collect.js';
 
 const linuxHost = { android: false, platformId: '0123456789abcdef0123456789abcdef', kernelRelease: '6.1.0-13-amd64', deviceModel: 'Standard PC' };
@@ -36,8 +36,11 @@ describe('posture', () => {
     expect(buildPosture('0.1.0', linuxHost, overrides, () => 'unused')).toEqual({ ...overrides, deviceUniqueId: 'ABC' });
   });
 
+  const scratch = mkdtempSync(join(tmpdir(), 'acvpn-posture-'));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
   it('keeps a random id stable', () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'acvpn-posture-')), 'state');
+    const dir = join(scratch, 'state');
     const first = persistentRandomId(dir);
     expect(persistentRandomId(dir)).toBe(first);
     expect(readFileSync(join(dir, 'device-id'), 'utf8').trim()).toBe(first);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -16,6 +16,7 @@ beforeAll(() => {
     '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
   ], { stdio: 'ignore' });
   leafDer = new X509Certificate(readFileSync(join(dir, 'cert.pem'))).raw;
+  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('public-key pins', () => {
