@@ -40,6 +40,8 @@ export interface ConnectOptions {
   userAgent?: string;
   stateDir: string;
   runDir: string;
+  /** Control socket of a running daemon; when one answers there, connect hands the session to it. */
+  socketPath: string;
   posture: {
     clientVersion?: string;
     platform?: string;
@@ -135,6 +137,9 @@ Output:
 Files:
       --state-dir DIR        state (device id, certificates); default /var/lib/acvpn
       --run-dir DIR          runtime files (route undo file, resolv.conf backup); default /run/acvpn
+      --socket PATH          when an acvpn daemon answers on this control socket (default
+                             <run-dir>/control.sock), hand the connection to it and return once
+                             the tunnel is up; acvpn disconnect ends it
 
 Exit codes: 0 clean logoff, 1 internal error, 2 bad arguments, 3 authentication rejected,
 4 group not found, 5 server not trusted, 6 network or protocol failure, 7 environment
@@ -252,6 +257,7 @@ function parseConnect(argv: string[], env: NodeJS.ProcessEnv): ConnectOptions {
     userAgent: values.useragent,
     stateDir: values['state-dir'] ?? env.ACVPN_STATE_DIR ?? (env.XDG_STATE_HOME ? `${env.XDG_STATE_HOME}/acvpn` : '/var/lib/acvpn'),
     runDir: values['run-dir'] ?? defaultRunDir(env),
+    socketPath: values.socket ?? `${values['run-dir'] ?? defaultRunDir(env)}/control.sock`,
     posture: {
       clientVersion: values['version-string'],
       platform,
@@ -298,6 +304,7 @@ function parseConnectArgs(argv: string[]) {
       'json-logs': { type: 'boolean' },
       'state-dir': { type: 'string' },
       'run-dir': { type: 'string' },
+      socket: { type: 'string' },
     },
   });
 }

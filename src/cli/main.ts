@@ -3,7 +3,8 @@
 // runs one session in the foreground and turns its outcome into an exit code.
 
 import { join } from 'node:path';
-import { ExitCode, toAcvpnError } from '../core/errors.js';
+import { AcvpnError, ExitCode, toAcvpnError } from '../core/errors.js';
+import { connectViaDaemon, findDaemon } from './connect-via-daemon.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { redactText, registerSecret } from '../core/redact.js';
 import type { AnswerSources } from '../auth/flow.js';
@@ -74,6 +75,16 @@ async function cleanup(options: CleanupOptions): Promise<number> {
 async function connect(options: ConnectOptions): Promise<number> {
   const log = createLogger({ level: options.logLevel, json: options.jsonLogs });
   try {
+    const daemon = await findDaemon(options.socketPath);
+    if (daemon !== undefined) {
+      if (options.certificate !== undefined) {
+        daemon.close();
+        throw new AcvpnError('USAGE', 'the running acvpn daemon does not take client certificates yet; stop it (acvpn disconnect, then end the daemon) or connect without --certificate');
+      }
+      const answers = await gatherAnswers(options);
+      return await connectViaDaemon(daemon, options, { password: answers.secretLines[0] ?? answers.envPassword }, log);
+    }
+
     checkEnvironment();
     const leftovers = await removeLeftovers(options.runDir, log);
     if (leftovers.routes > 0 || leftovers.resolvConf === 'restored') {

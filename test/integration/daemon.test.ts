@@ -221,6 +221,20 @@ describe('acvpn daemon against ocserv', () => {
     expect((await controller.call('status')).result).toMatchObject({ state: 'idle', lastEnd: { code: 'SERVER_UNTRUSTED' } });
   });
 
+  it('acvpn connect hands the session to the daemon', async () => {
+    const result = await runCommand(
+      [process.execPath, ACVPN_BIN, 'connect', '--socket', socketPath, '--user', headend.user, '--passwd-on-stdin', '--non-interactive',
+        '--authgroup', 'staff', '--cafile', headend.caFile, '--interface', tunName, '--json-logs', headend.url],
+      { input: `${headend.password}\n`, timeoutMs: 60_000 },
+    );
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ state: 'connected', interface: tunName });
+    expect(result.stderr).not.toContain(headend.password);
+    expect(await linkExists(tunName)).toBe(true);
+    expect((await controller.call('disconnect')).result.state).toBe('disconnected');
+    expect(await linkExists(tunName)).toBe(false);
+  });
+
   it('connects with a password parameter and waits', async () => {
     const before = watcher.events().filter((event) => event.event === 'prompt').length;
     const response = await controller.call('connect', { ...connectParams(), password: headend.password, wait: true }, 60_000);
