@@ -72,6 +72,10 @@ export interface SessionSnapshot {
   /** When the current tunnel came up (ISO 8601). */
   connectedSince?: string;
   reconnects: number;
+  /** The headend drops the session after this long without tunnel data (X-CSTP-Idle-Timeout). */
+  idleTimeoutSeconds?: number;
+  /** When the headend will end the session for good (X-CSTP-Session-Timeout, ISO 8601). */
+  sessionExpiresAt?: string;
   cstp?: { packetsSent: number; bytesSent: number; packetsReceived: number; bytesReceived: number; packetsDropped: number; dpdRequestsSent: number };
   dtls?: { packetsSent: number; bytesSent: number; packetsReceived: number; bytesReceived: number; packetsDropped: number; dpdRequestsSent: number };
   droppedWithoutChannel: number;
@@ -157,6 +161,11 @@ export class Session {
       dtlsSuite: this.dtlsChannel?.established ? this.dtlsChannel.suiteName : undefined,
       connectedSince: this.connectedSinceMs === undefined ? undefined : new Date(this.connectedSinceMs).toISOString(),
       reconnects: this.reconnects,
+      idleTimeoutSeconds: config?.idleTimeoutSeconds,
+      sessionExpiresAt:
+        config?.sessionTimeoutSeconds === undefined || this.connectedSinceMs === undefined
+          ? undefined
+          : new Date(this.connectedSinceMs + config.sessionTimeoutSeconds * 1000).toISOString(),
       cstp: this.channel === undefined ? undefined : { ...this.channel.statistics },
       dtls: this.dtlsChannel === undefined ? undefined : { ...this.dtlsChannel.statistics },
       droppedWithoutChannel: this.dataPath?.statistics.droppedWithoutChannel ?? 0,
@@ -359,6 +368,9 @@ export class Session {
         mtu: config.mtu,
         dpd: config.dpdSeconds,
         keepalive: config.keepaliveSeconds,
+        idleTimeout: config.idleTimeoutSeconds,
+        sessionTimeout: config.sessionTimeoutSeconds,
+        rekey: config.rekeySeconds === undefined ? undefined : `${config.rekeyMethod} every ${config.rekeySeconds} s`,
         server: config.serverName,
       },
       'CSTP tunnel established',
