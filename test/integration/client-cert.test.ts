@@ -13,7 +13,7 @@ import { ClientCertificateStore, resolveClientIdentity, tlsClientOptions } from 
 import { startAcvpnWithEnv } from './helpers/acvpn.js';
 import { describeResult, nsExec, runCommand, startHeadend, waitForLine, type Headend } from './helpers/headend.js';
 
-// What acvpn sends as its first request (anyconnect-protocol.md §3.1), byte for byte.
+// What acvpn sends as its first request (the config-auth init), byte for byte.
 const INIT_BODY =
   '<?xml version="1.0" encoding="UTF-8"?><config-auth client="vpn" type="init"><version who="vpn">v1</version><device-id>linux-64</device-id></config-auth>';
 
