@@ -74,13 +74,14 @@ acvpn daemon serves a JSON-RPC 2.0 control API (one JSON object per line) on a U
 (default <run-dir>/control.sock, mode 0660); status, stats, disconnect, reconnect and events talk
 to it. Each command takes --help.
 
-acvpn cleanup removes the routes that a killed acvpn left behind (from the undo file in the run
-directory). acvpn connect does the same before it starts.
+acvpn cleanup removes the routes and the resolv.conf change that a killed acvpn left behind
+(from the undo files in the run directory). acvpn connect does the same before it starts.
 
-Log in to an AnyConnect-compatible headend (ocserv, Cisco ASA) and run the tunnel in the
-foreground until SIGINT or SIGTERM, then log off and restore routes.
-
+acvpn connect logs in to an AnyConnect-compatible headend (ocserv, Cisco ASA) and runs the
+tunnel in the foreground until SIGINT or SIGTERM, then logs off and restores routes and DNS.
 URL is https://host[:port][/group]. A path selects the group of that name.
+
+Options of acvpn connect:
 
 Authentication:
   -u, --user NAME            user name for the login form

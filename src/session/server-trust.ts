@@ -104,10 +104,12 @@ async function runOcsp(verdict: ChainVerdict, options: ServerTrustOptions): Prom
 function untrustedError(details: TrustPromptDetails, verdict: ChainVerdict, answer: TrustAnswer): AcvpnError {
   const allowedText = answer === 'abort' ? '' : ` (the answer ${JSON.stringify(answer)} is not allowed here)`;
   // The policy's message speaks of settings; a command-line user also needs the flags.
-  const flags =
+  let flags =
     verdict.status === 'untrusted'
       ? ` To trust this headend, pass --cafile with the CA that issued its certificate, or --servercert ${verdict.leaf.publicKeyPin} after checking that pin out of band.`
       : '';
+  if (details.blocked) flags += ' Block Untrusted Servers is turned off with --no-block-untrusted.';
+  else if (answer === 'abort') flags += ' Without a terminal, answer with --trust-answer (continue, or import-and-continue where allowed).';
   return new AcvpnError('SERVER_UNTRUSTED', `${details.title}: ${details.message}${allowedText}.${flags}`.replace('..', '.'), {
     host: verdict.host,
     status: verdict.status,

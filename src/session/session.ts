@@ -230,8 +230,10 @@ export class Session {
         }
         if (!isRecoverable(lastError)) throw lastError;
         if (lastError.details.rekey === true) {
-          // A new-tunnel rekey: a fresh TLS connection and CONNECT with the same cookie, at once.
-          this.setState('reconnecting', 'rekey');
+          // A new-tunnel rekey or a requested reconnect: a fresh TLS connection and CONNECT with
+          // the same cookie, at once.
+          this.reconnects += 1;
+          this.setState('reconnecting', lastError.message);
           connection = await this.openConnection(target).catch(() => undefined);
           if (connection !== undefined) continue;
         }
@@ -492,7 +494,7 @@ export class Session {
     const rekeyTimer = this.scheduleRekey(tunnel, channel);
 
     const onAbort = (): void => {
-      this.setState('disconnecting', 'signal received');
+      this.setState('disconnecting', 'logoff requested');
       void channel.disconnect('user logout', 2000);
     };
     if (signal.aborted) onAbort();
