@@ -80,7 +80,7 @@ usage: headend.sh up    --prefix P --state-dir DIR [--full-tunnel] [--dpd SECOND
                          [--no-split-exclude] [--ipv6] [--dns-servers]
                          [--split-dns list|none-default-domain|none] [--dns-outside]
                          [--routed-client]
-                         [--rekey SECONDS] [--rekey-method ssl|new-tunnel] [--cert-auth]
+                         [--rekey SECONDS] [--rekey-method ssl|new-tunnel] [--cert-auth] [--cert-and-password]
        headend.sh down  --prefix P --state-dir DIR
        headend.sh sweep --prefix P
        headend.sh serve --state-dir DIR [--full-tunnel]
@@ -113,6 +113,8 @@ rekey_method=ssl
 # --cert-auth: ocserv accepts only client certificates (user name from the CN), and the state
 # directory gets the user's certificate as PKCS#12 in modern (AES-256) and legacy (RC2/3DES) form.
 cert_auth=false
+# With --cert-and-password, ocserv asks for both the client certificate and the password.
+cert_and_password=false
 
 parse_options() {
   while (($# > 0)); do
@@ -134,6 +136,7 @@ parse_options() {
       --rekey) (($# >= 2)) || usage; [[ "$2" =~ ^[1-9][0-9]{0,5}$ ]] || die "invalid --rekey '$2': use whole seconds"; rekey_time="$2"; shift 2 ;;
       --server-cert) (($# >= 2)) || usage; [[ "$2" =~ ^(valid|self-signed|expired|wrong-name)$ ]] || die "invalid --server-cert '$2': use valid, self-signed, expired or wrong-name"; server_cert_kind="$2"; shift 2 ;;
       --cert-auth) cert_auth=true; shift ;;
+      --cert-and-password) cert_auth=true; cert_and_password=true; shift ;;
       --rekey-method) (($# >= 2)) || usage; [[ "$2" =~ ^(ssl|new-tunnel)$ ]] || die "invalid --rekey-method '$2': use ssl or new-tunnel"; rekey_method="$2"; shift 2 ;;
       *) log "unknown option: $1"; usage ;;
     esac
@@ -285,7 +288,10 @@ EOF
 # certificates and the certificate field that contains the user name (2.5.4.3 is the CN).
 ocserv_auth_settings() {
   local dir="$1"
-  if [[ "$cert_auth" == true ]]; then
+  if [[ "$cert_and_password" == true ]]; then
+    # Two primary methods: ocserv requires both, the certificate first.
+    printf 'auth = "certificate"\nauth = "plain[passwd=%s/ocpasswd]"\nca-cert = %s/ca.pem\ncert-user-oid = 2.5.4.3' "$dir" "$dir"
+  elif [[ "$cert_auth" == true ]]; then
     printf 'auth = "certificate"\nca-cert = %s/ca.pem\ncert-user-oid = 2.5.4.3' "$dir"
   else
     printf 'auth = "plain[passwd=%s/ocpasswd]"' "$dir"

@@ -210,3 +210,46 @@ describe('acvpn connect --certificate', () => {
     expect(exit.code, run.output()).toBe(3);
   });
 });
+
+describe('certificate and password together', () => {
+  let both: Headend;
+  const tunName = 'acvpn-cp0';
+
+  beforeAll(async () => {
+    both = await startHeadend({ prefix: 'acvpn-cp', certAndPassword: true });
+  });
+
+  afterAll(async () => {
+    await both?.stop();
+  });
+
+  function args(extra: string[]): string[] {
+    return ['connect', '--user', both.user, '--non-interactive', '--cafile', both.caFile, '--interface', tunName, '--no-dns', ...extra, both.url];
+  }
+
+  it('connects with both', async () => {
+    const identity = both.clientCertificate!;
+    const run = startAcvpnWithEnv(both.clientNs, args(['--certificate', identity.p12File, '--passwd-on-stdin']), { ACVPN_CERT_PASSWORD: identity.password }, `${both.password}\n`);
+    try {
+      await run.waitFor((record) => record.event === 'state' && record.state === 'connected', 30_000);
+      const ping = await nsExec(both.clientNs, ['ping', '-c', '1', '-W', '2', both.targetHost]);
+      expect(ping.exitCode, describeResult(ping)).toBe(0);
+    } finally {
+      expect((await run.stop()).code).toBe(0);
+    }
+    expect(await readFile(both.ocservLog, 'utf8')).toMatch(/auth complete \(with cert\)\s*for user 'alice'/);
+  });
+
+  it('fails with the certificate alone', async () => {
+    const identity = both.clientCertificate!;
+    const run = startAcvpnWithEnv(both.clientNs, args(['--certificate', identity.p12File]), { ACVPN_CERT_PASSWORD: identity.password });
+    const exit = await run.exited;
+    expect(exit.code, run.output()).toBe(3);
+  });
+
+  it('fails with the password alone', async () => {
+    const run = startAcvpnWithEnv(both.clientNs, args(['--passwd-on-stdin']), {}, `${both.password}\n`);
+    const exit = await run.exited;
+    expect(exit.code, run.output()).toBe(3);
+  });
+});

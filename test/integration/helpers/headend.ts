@@ -61,6 +61,8 @@ export interface HeadendOptions {
    * without a client certificate fails. See `clientCertificate` of Headend.
    */
   certAuth?: boolean;
+  /** Like certAuth, but ocserv requires the password as well as the certificate. */
+  certAndPassword?: boolean;
 }
 
 /** A running test headend; field values come from the state directory's headend.env. */
@@ -277,6 +279,7 @@ export async function startHeadend(options: HeadendOptions): Promise<Headend> {
   if (options.serverCert !== undefined) upArgs.push('--server-cert', options.serverCert);
   if (options.rekey !== undefined) upArgs.push('--rekey', String(options.rekey.seconds), '--rekey-method', options.rekey.method);
   if (options.certAuth === true) upArgs.push('--cert-auth');
+  if (options.certAndPassword === true) upArgs.push('--cert-and-password');
   try {
     // On failure the script has already torn down what it built and printed the log tail.
     await runHeadendScript(upArgs);
