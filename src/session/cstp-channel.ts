@@ -28,6 +28,7 @@ import {
 } from '../cstp/frame.js';
 import { describeDisconnect, encodeLogoutFrame, parseDisconnectPayload } from '../cstp/disconnect.js';
 import { decideLiveness } from '../cstp/liveness.js';
+import { armTimerAt } from './timer.js';
 
 export interface CstpChannelOptions {
   dpdSeconds?: number;
@@ -183,7 +184,7 @@ export class CstpChannel {
     this.close();
   }
 
-  /** Closes the socket without a BYE; `error` says why when this is not a normal end. */
+  /** Closes the socket without a BYE; `error` gives the reason when this is not a normal end. */
   close(error?: AcvpnError): void {
     this.finish(error);
   }
@@ -353,11 +354,8 @@ export class CstpChannel {
       case 'none':
         break;
     }
-    // Infinity means no DPD and no keepalive: arm nothing (setTimeout(Infinity) would fire at once).
-    if (!Number.isFinite(verdict.nextCheckMs)) return;
-    const delay = Math.min(2 ** 31 - 1, Math.max(100, verdict.nextCheckMs - this.now()));
-    this.timer = setTimeout(() => this.scheduleLiveness(), delay);
-    this.timer.unref();
+    // Infinity means no DPD and no keepalive, so no timer is armed.
+    this.timer = armTimerAt(verdict.nextCheckMs, this.now(), () => this.scheduleLiveness());
   }
 
   private finish(error: AcvpnError | undefined): void {

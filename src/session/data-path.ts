@@ -10,7 +10,7 @@
 
 import type { TunDevice } from '../net/tun/tun-device.js';
 
-/** What the data path needs from a channel (CSTP or DTLS). */
+/** The part of a channel (CSTP or DTLS) that the data path uses. */
 export interface PacketChannel {
   /** True while the channel can carry data. */
   readonly established: boolean;
@@ -62,9 +62,9 @@ export class DataPath {
 
   /** The channel that carries data now. */
   get activeChannel(): 'dtls' | 'cstp' | 'none' {
-    if (this.dtls?.established) return 'dtls';
-    if (this.cstp?.established) return 'cstp';
-    return 'none';
+    const channel = this.channelInUse();
+    if (channel === undefined) return 'none';
+    return channel === this.dtls ? 'dtls' : 'cstp';
   }
 
   /**
@@ -102,7 +102,7 @@ export class DataPath {
   };
 
   private sendBatch(buffer: Buffer, lengths: Uint32Array, count: number): void {
-    const channel = this.dtls?.established ? this.dtls : this.cstp?.established ? this.cstp : undefined;
+    const channel = this.channelInUse();
     if (channel === undefined) {
       this.statistics.droppedWithoutChannel += count;
       return;
@@ -117,5 +117,12 @@ export class DataPath {
       channel.sendPacket(buffer, offset, length);
       offset += length;
     }
+  }
+
+  /** The channel that takes data now: DTLS while it is established, else CSTP, else none. */
+  private channelInUse(): PacketChannel | undefined {
+    if (this.dtls?.established) return this.dtls;
+    if (this.cstp?.established) return this.cstp;
+    return undefined;
   }
 }

@@ -17,6 +17,7 @@ import { AcvpnError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { FrameType } from '../cstp/frame.js';
 import { decideLiveness } from '../cstp/liveness.js';
+import { armTimerAt } from './timer.js';
 import { DtlsClient, type DtlsOutput } from '../dtls/handshake.js';
 import { SEAL_HEADROOM, SEAL_TAILROOM } from '../dtls/record.js';
 import type { TunHandle, TunSystemError } from '../net/tun/tun-addon.js';
@@ -398,10 +399,7 @@ export class DtlsChannel {
     }
     // Check at least every quarter DPD interval, so the upstream probe above runs on time.
     const next = dpdMs > 0 ? Math.min(verdict.nextCheckMs, Date.now() + dpdMs / 4) : verdict.nextCheckMs;
-    if (!Number.isFinite(next)) return;
-    const delay = Math.min(2 ** 31 - 1, Math.max(100, next - Date.now()));
-    this.livenessTimer = setTimeout(() => this.scheduleLiveness(), delay);
-    this.livenessTimer.unref();
+    this.livenessTimer = armTimerAt(next, Date.now(), () => this.scheduleLiveness());
   }
 
   private finish(error: AcvpnError | undefined): void {

@@ -21,7 +21,7 @@ export interface HostConfigurationOptions {
   tunName: string;
   /** Route undo file, for `acvpn cleanup` after a killed process. */
   undoFile?: string;
-  /** Where the original resolv.conf is kept while the tunnel is up. */
+  /** Path of the copy of the original resolv.conf, kept while the tunnel is up. */
   resolvConfBackup: string;
   /** False leaves the host's DNS alone (--no-dns). */
   manageDns: boolean;
@@ -45,7 +45,7 @@ export class HostConfiguration {
   private readonly routes: RouteManager;
   private forwardedDns: ForwardedDns | undefined;
   private resolvedLink: string | undefined;
-  /** What the script was last told, so that disconnect gets the same environment. */
+  /** The configuration last passed to the script, so that disconnect gets the same environment. */
   private scriptState: { config: TunnelConfig; headendIp: string } | undefined;
 
   constructor(private readonly options: HostConfigurationOptions) {

@@ -21,7 +21,7 @@ export interface ServerTrustOptions {
   /** PEM text of --cafile. */
   extraCaPem?: string;
   store: CertificateStore;
-  /** Answers a decision request; resolves 'abort' when nobody answers in time. */
+  /** Returns the user's answer to a decision request; 'abort' when no answer arrives in time. */
   answer(details: TrustPromptDetails, allowed: TrustAnswer[]): Promise<TrustAnswer>;
   ocspTransport?: OcspTransport;
   log: Logger;
@@ -126,7 +126,7 @@ function systemRootsDer(): Buffer[] {
   return systemRoots;
 }
 
-/** Every certificate in a PEM bundle, as DER; blocks that do not parse are skipped. */
+/** Converts every certificate of a PEM bundle to DER, skipping blocks that do not parse. */
 export function pemToDerList(pem: string): Buffer[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   return blocks.flatMap((block) => {

@@ -87,7 +87,7 @@ export type SessionEvent =
   | { event: 'tunnel'; interface: string; address?: string; mtu: number; routes: string[]; dns: string }
   | { event: 'channel'; channel: 'cstp' | 'dtls' | 'none' };
 
-/** What ended one tunnel: a logoff asked for by the user, or a failure. */
+/** The end of one tunnel: a logoff requested by the user, or a failure. */
 type TunnelOutcome = { kind: 'logoff' } | { kind: 'failed'; error: AcvpnError };
 
 interface Tunnel {
@@ -147,7 +147,7 @@ export class Session {
     return true;
   }
 
-  /** A snapshot for status and statistics requests: state, addresses, channel, counters. */
+  /** Returns a snapshot for status and statistics requests: state, addresses, channel, counters. */
   snapshot(): SessionSnapshot {
     const config = this.lastConfig;
     return {

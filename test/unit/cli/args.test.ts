@@ -33,9 +33,12 @@ describe('command line', () => {
 
   it('takes directories from the environment', () => {
     const command = parseCommandLine(['connect', 'vpn.example.com'], { ACVPN_STATE_DIR: '/s', XDG_RUNTIME_DIR: '/run/user/0' });
-    expect(command.command === 'connect' && command.stateDir).toBe('/s');
-    expect(command.command === 'connect' && command.runDir).toBe('/run/user/0/acvpn');
-    expect(command.command === 'connect' && command.url.href).toBe('https://vpn.example.com/');
+    expect(command.command).toBe('connect');
+    if (command.command !== 'connect') return;
+    expect(command.stateDir).toBe('/s');
+    expect(command.runDir).toBe('/run/user/0/acvpn');
+    expect(command.socketPath).toBe('/run/user/0/acvpn/control.sock');
+    expect(command.url.href).toBe('https://vpn.example.com/');
   });
 
   it('rejects unknown options with exit 2', () => {
