@@ -140,6 +140,19 @@ export class DnsForwarder {
 
   /** Binds the UDP socket and the TCP listener. Raises AcvpnError 'ENV_COMMAND_FAILED' when the address is in use. */
   async start(): Promise<DnsUpstream> {
+    // With port 0 (tests) the TCP listener reuses the port the kernel picked for UDP, which may be
+    // taken on TCP already; pick again a few times. A fixed port (53) is tried once.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.startOnce();
+      } catch (error) {
+        const inUse = AcvpnError.is(error) && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
+        if (!inUse || this.listenPort !== 0 || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  private async startOnce(): Promise<DnsUpstream> {
     if (this.udpServer !== undefined) throw new AcvpnError('INTERNAL', 'DNS forwarder already started');
     this.stopping = new AbortController();
 

@@ -42,6 +42,19 @@ export interface DnsServerHandle {
 
 /** Starts the server in this process. */
 export async function startDnsServer(options: DnsServerOptions, onQuery?: (query: DnsQueryRecord) => void): Promise<DnsServerHandle> {
+  // With port 0 the TCP listener reuses the port the kernel picked for UDP, which another test
+  // may hold on TCP already; pick again a few times before giving up.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startDnsServerOnce(options, onQuery);
+    } catch (error) {
+      const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (!inUse || options.port !== 0 || attempt >= 5) throw error;
+    }
+  }
+}
+
+async function startDnsServerOnce(options: DnsServerOptions, onQuery?: (query: DnsQueryRecord) => void): Promise<DnsServerHandle> {
   const log: DnsQueryRecord[] = [];
   const family = options.address.includes(':') ? 'udp6' : 'udp4';
   const udp: UdpSocket = createSocket(family);
@@ -107,6 +120,9 @@ export async function startDnsServer(options: DnsServerOptions, onQuery?: (query
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
     tcp.listen({ port, host: options.address }, () => resolve());
+  }).catch((error: unknown) => {
+    udp.close();
+    throw error;
   });
 
   let stopped = false;
